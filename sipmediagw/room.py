@@ -1,0 +1,81 @@
+"""Page-object base class for conferencing platforms, and the loader of platform drivers from ``browsing/``.
+
+A driver is a module ``browsing/<platform>.py`` defining one subclass of :class:`Room`. The gateway loads it at run
+time from the folder mounted read-only into the container, so a site can add a platform without rebuilding the image.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib.util
+import inspect
+import re
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+PLATFORM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+class Room(abc.ABC):
+    """One web-conference room, driven through a Selenium WebDriver.
+
+    `base_url` is the conferencing service (e.g. ``https://rendez-vous.renater.fr``), `room` the room name as the
+    user gave it. Subclasses must keep hostile room names inside the URL (encode or reject).
+    """
+
+    #: platform name, matching the module file name
+    platform: str = ""
+
+    def __init__(self, driver: Any, base_url: str, room: str, options: dict[str, Any] | None = None) -> None:
+        self.driver = driver
+        self.base_url = base_url.rstrip("/")
+        self.room = room
+        self.options = dict(options or {})
+
+    @abc.abstractmethod
+    def url(self) -> str:
+        """The URL that opens this room."""
+
+    @abc.abstractmethod
+    def join(self, display_name: str) -> None:
+        """Open the room and enter it under `display_name`, with microphone and camera on."""
+
+    @abc.abstractmethod
+    def leave(self) -> None:
+        """Leave the room cleanly (hang up), leaving the browser on a blank page."""
+
+    def participant_count(self) -> int | None:
+        """Number of participants in the room including the gateway, or None when the page does not tell."""
+        return None
+
+    def set_microphone(self, on: bool) -> None:
+        """Mute or unmute the gateway's microphone in the room."""
+        raise NotImplementedError(f"{self.platform}: microphone toggle not supported")
+
+    def set_camera(self, on: bool) -> None:
+        """Turn the gateway's camera on or off in the room."""
+        raise NotImplementedError(f"{self.platform}: camera toggle not supported")
+
+
+def load_room_driver(platform: str, directory: str | Path) -> type[Room]:
+    """Import ``<directory>/<platform>.py`` and return its :class:`Room` subclass."""
+    if not PLATFORM_NAME.match(platform):
+        raise ConfigError(f"invalid platform name {platform!r} (lowercase letters, digits, underscore)")
+    path = Path(directory) / f"{platform}.py"
+    if not path.is_file():
+        available = sorted(p.stem for p in Path(directory).glob("*.py") if not p.stem.startswith("_"))
+        raise ConfigError(f"no driver for platform {platform!r} in {directory} (available: {', '.join(available)})")
+    spec = importlib.util.spec_from_file_location(f"sipmediagw_browsing_{platform}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    classes = [
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj) and issubclass(obj, Room) and obj is not Room and obj.__module__ == module.__name__
+    ]
+    if len(classes) != 1:
+        raise ConfigError(f"{path}: expected exactly one Room subclass, found {len(classes)}")
+    return classes[0]

@@ -1,0 +1,124 @@
+"""The gateway state file: written by the container's supervisor, read by the HEALTHCHECK and by `sipmediagw status`.
+
+It lives in the gateway's log folder (host-mounted at ``/var/log/sipmediagw`` in the container) as ``state.json``.
+Writes are atomic (temp file + rename) so a reader never sees half a document.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import enum
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+STATE_FILE_NAME = "state.json"
+
+
+class GatewayState(str, enum.Enum):
+    """Lifecycle of one gateway as a whole."""
+
+    STARTING = "starting"
+    READY = "ready"  # every component running, SIP account registered, waiting for a call
+    IN_CALL = "in-call"  # a SIP call is bridged into the room
+    STOPPING = "stopping"
+    ERROR = "error"  # a component failed; last_error says why
+    EXITED = "exited"  # the supervisor finished
+
+
+class ComponentState(str, enum.Enum):
+    """Lifecycle of one component (Xvfb, PulseAudio, baresip, browser, ...)."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    ERROR = "error"
+    FINISHED = "finished"
+
+
+@dataclasses.dataclass
+class ComponentStatus:
+    """State of one component, with the reason when it is in error."""
+
+    state: ComponentState = ComponentState.STARTING
+    reason: str | None = None
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclasses.dataclass
+class GatewayStatus:
+    """Everything the state file says about a gateway."""
+
+    gateway: str
+    state: GatewayState = GatewayState.STARTING
+    components: dict[str, ComponentStatus] = dataclasses.field(default_factory=dict)
+    sip_uri: str | None = None
+    room: str | None = None
+    platform: str | None = None
+    media: str | None = None
+    caller: str | None = None
+    since: str = dataclasses.field(default_factory=_now)  # when `state` was entered
+    last_error: str | None = None
+    calls: int = 0  # calls answered since start
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        data = dataclasses.asdict(self)
+        data["state"] = self.state.value
+        data["components"] = {
+            name: {"state": c.state.value, "reason": c.reason} for name, c in self.components.items()
+        }
+        data["updated"] = _now()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "GatewayStatus":
+        """Parse what `to_dict` wrote; unknown keys are ignored so old readers survive new writers."""
+        components = {
+            name: ComponentStatus(ComponentState(c.get("state", "starting")), c.get("reason"))
+            for name, c in (data.get("components") or {}).items()
+        }
+        known = {f.name for f in dataclasses.fields(cls)} - {"state", "components"}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        return cls(state=GatewayState(data.get("state", "starting")), components=components, **kwargs)
+
+    def set_state(self, state: GatewayState) -> None:
+        """Enter `state`, stamping `since` only when it actually changes."""
+        if state != self.state:
+            self.state = state
+            self.since = _now()
+
+
+def write_state(folder: str | os.PathLike[str], status: GatewayStatus) -> Path:
+    """Atomically write `status` as ``state.json`` in `folder`; return the file's path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / STATE_FILE_NAME
+    fd, tmp = tempfile.mkstemp(prefix=".state-", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(status.to_dict(), handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        os.chmod(tmp, 0o644)  # readable by the host user and the HEALTHCHECK
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return target
+
+
+def read_state(folder: str | os.PathLike[str]) -> GatewayStatus | None:
+    """Read ``state.json`` from `folder`; None when it does not exist (yet) or cannot be parsed."""
+    try:
+        with open(Path(folder) / STATE_FILE_NAME, encoding="utf-8") as handle:
+            return GatewayStatus.from_dict(json.load(handle))
+    except (FileNotFoundError, json.JSONDecodeError, ValueError, TypeError):
+        return None
