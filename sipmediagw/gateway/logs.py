@@ -1,0 +1,132 @@
+"""Gateway logging: ``[timestamp] component: message`` lines to app.log, err.log and stdout, secrets masked.
+
+app.log gets everything (INFO and above), err.log WARNING and above plus children's stderr, stdout mirrors app.log
+(so ``docker logs`` shows it). Child output goes through :func:`line_sink`, which strips ANSI colour codes and masks
+secrets before anything is written.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import re
+import sys
+import threading
+from pathlib import Path
+from typing import Callable
+
+LogSink = Callable[[str], None]
+
+APP_LOG = "app.log"
+ERR_LOG = "err.log"
+_ROOT = "sipmediagw.gw"  # every gateway logger lives under this name; the component is the last part
+
+# CSI (colours, cursor moves), OSC (titles) and the two-byte escapes; baresip and chromium emit all three.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+# Any key containing "pass" (auth_pass, stunpass, password, passwd...) followed by = or :, then the value up to a
+# separator. Quoted values are masked up to the closing quote.
+_SECRET_KV = re.compile(
+    r"""(?P<key>[\w.-]*pass[\w.-]*)(?P<sep>["']?\s*[=:]\s*)(?P<value>"[^"]*"|'[^']*'|[^\s;,>"'&]+)""",
+    re.IGNORECASE,
+)
+_known_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+
+
+def strip_ansi(text: str) -> str:
+    """Remove terminal escape sequences (colours, cursor control) and carriage returns."""
+    return _ANSI.sub("", text).replace("\r", "")
+
+
+def add_secret(value: str) -> None:
+    """Mask this literal value wherever it appears from now on (e.g. the SIP password read from the secret file)."""
+    if value and len(value) >= 3:  # masking 1-2 character strings would shred ordinary text
+        with _secrets_lock:
+            _known_secrets.add(value)
+
+
+def _mask_match(match: re.Match[str]) -> str:
+    value = match["value"]
+    quote = value[0] if value[0] in "\"'" else ""
+    return f"{match['key']}{match['sep']}{quote}***{quote}"
+
+
+def mask_secrets(text: str) -> str:
+    """Replace the value of every ``*pass*=value`` / ``*pass*: value`` pair and every registered secret by ``***``."""
+    masked = _SECRET_KV.sub(_mask_match, text)
+    with _secrets_lock:
+        secrets = sorted(_known_secrets, key=len, reverse=True)
+    for secret in secrets:
+        masked = masked.replace(secret, "***")
+    return masked
+
+
+class _LineFormatter(logging.Formatter):
+    """``[2026-11-26T03:40:12.345Z] component: message`` with secrets masked, whatever the caller logged."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = _dt.datetime.fromtimestamp(record.created, _dt.timezone.utc)
+        when = stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+        component = record.name.rsplit(".", 1)[-1] if record.name.startswith(_ROOT + ".") else record.name
+        message = record.getMessage()
+        if record.exc_info:
+            message = f"{message}\n{self.formatException(record.exc_info)}"
+        lines = strip_ansi(mask_secrets(message)).splitlines() or [""]
+        return "\n".join(f"[{when}] {component}: {line}" for line in lines)
+
+
+class _ErrLogFilter(logging.Filter):
+    """err.log: WARNING and above, plus lines a child wrote on its stderr."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or getattr(record, "stderr", False)
+
+
+def setup_logging(log_dir: Path, *, stdout: bool = True) -> None:
+    """Send every gateway logger to ``log_dir``/app.log and err.log (and stdout); safe to call again."""
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger(_ROOT)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(logging.DEBUG)
+    root.propagate = False
+    formatter = _LineFormatter()
+    app = logging.FileHandler(log_dir / APP_LOG, encoding="utf-8")
+    app.setLevel(logging.INFO)
+    err = logging.FileHandler(log_dir / ERR_LOG, encoding="utf-8")
+    err.setLevel(logging.DEBUG)
+    err.addFilter(_ErrLogFilter())
+    handlers: list[logging.Handler] = [app, err]
+    if stdout:
+        out = logging.StreamHandler(sys.stdout)
+        out.setLevel(logging.INFO)
+        handlers.append(out)
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+
+
+def get_logger(component: str) -> logging.Logger:
+    """The logger whose lines read ``[ts] component: message``."""
+    return logging.getLogger(f"{_ROOT}.{component}")
+
+
+class _LineSink:
+    """A LogSink for one component; ``.err(line)`` logs a child's stderr line (which also lands in err.log)."""
+
+    def __init__(self, component: str, level: int) -> None:
+        self._logger = get_logger(component)
+        self._level = level
+
+    def __call__(self, line: str) -> None:
+        self._logger.log(self._level, strip_ansi(mask_secrets(line)))
+
+    def err(self, line: str) -> None:
+        self._logger.log(self._level, strip_ansi(mask_secrets(line)), extra={"stderr": True})
+
+
+def line_sink(component: str, level: int = logging.INFO) -> LogSink:
+    """A callable taking one line of a child's output and logging it under `component`."""
+    return _LineSink(component, level)
