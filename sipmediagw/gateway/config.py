@@ -1,0 +1,172 @@
+"""GatewayConfig: what the entrypoint reads from its environment (docs/contracts.md) and the mounted account file.
+
+Every problem is a ConfigError naming the variable (or file and line), raised before anything is started.
+The account line is a secret: it is kept out of repr() and registered with the log masker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlsplit
+
+from ..errors import ConfigError, FileLineError
+from .logs import add_secret
+from .media import KERNEL, MODES
+
+_SIZE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
+_ACCOUNT_URI = re.compile(r"^<?(?P<uri>sips?:[^;>\s]+)")
+_SECRET_PARAM = re.compile(r"(?:^|;)\s*([\w-]*pass[\w-]*)=([^;>\s]*)", re.IGNORECASE)
+
+
+@dataclasses.dataclass(frozen=True)
+class GatewayConfig:
+    """Settings of one gateway container; built by :meth:`from_env`."""
+
+    gateway: str
+    room: str
+    base_url: str
+    account_line: str = dataclasses.field(repr=False)
+    sip_uri: str
+    platform: str = "janus"
+    media: str = "userspace"
+    alsa_cards: tuple[int, int] | None = None
+    video_device: str = "/dev/video0"
+    once: bool = False
+    log_dir: Path = Path("/var/log/sipmediagw")
+    browsing_dir: Path = Path("/opt/sipmediagw/browsing")
+    baresip_dir: Path = Path("/opt/sipmediagw/baresip")
+    video_size: tuple[int, int] = (1280, 720)
+    camera_size: tuple[int, int] = (640, 360)
+    sip_display_size: tuple[int, int] = (1920, 1080)
+    fps: int = 15
+    display_name: str = "SIP gateway"
+    insecure_origins: tuple[str, ...] = ()
+    net_interface: str | None = None
+    sip_port: int = 5060
+    ctrl_port: int = 4444
+    run_dir: Path = Path("/tmp/sipmediagw")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "GatewayConfig":
+        """Build the config from SIPMEDIAGW_* variables; raise ConfigError on the first bad value."""
+
+        def get(name: str, default: str | None = None) -> str | None:
+            value = env.get(f"SIPMEDIAGW_{name}")
+            return value.strip() if value is not None and value.strip() != "" else default
+
+        def required(name: str) -> str:
+            value = get(name)
+            if value is None:
+                raise ConfigError(f"SIPMEDIAGW_{name} is required")
+            return value
+
+        room = required("ROOM")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in room):
+            raise ConfigError("SIPMEDIAGW_ROOM contains control characters")
+        base_url = required("BASE_URL")
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"SIPMEDIAGW_BASE_URL must be an http(s) URL, got {base_url!r}")
+        media = get("MEDIA", "userspace")
+        if media not in MODES:
+            raise ConfigError(f"SIPMEDIAGW_MEDIA must be one of {', '.join(MODES)}, got {media!r}")
+        alsa_cards = _cards(get("ALSA_CARDS"))
+        if media == KERNEL and alsa_cards is None:
+            raise ConfigError("SIPMEDIAGW_ALSA_CARDS=A,B is required in kernel media mode")
+        once = get("ONCE", "0")
+        if once not in ("0", "1"):
+            raise ConfigError(f"SIPMEDIAGW_ONCE must be 0 or 1, got {once!r}")
+        account_file = Path(get("ACCOUNT_FILE", "/run/secrets/sipmediagw-account"))  # type: ignore[arg-type]
+        account_line, sip_uri = read_account_file(account_file)
+        insecure = get("INSECURE_ORIGINS")
+        if insecure is not None:
+            origins = tuple(o.strip() for o in insecure.split(",") if o.strip())
+        elif parts.scheme == "http":
+            # getUserMedia needs a secure context: a plain-http room (the test bed's Janus page) must be whitelisted.
+            origins = (f"http://{parts.netloc}",)
+        else:
+            origins = ()
+        return cls(
+            gateway=get("GATEWAY") or socket.gethostname(),
+            room=room,
+            base_url=base_url,
+            account_line=account_line,
+            sip_uri=sip_uri,
+            platform=get("PLATFORM", "janus"),  # type: ignore[arg-type]
+            media=media,  # type: ignore[arg-type]
+            alsa_cards=alsa_cards,
+            video_device=get("VIDEO_DEVICE", "/dev/video0"),  # type: ignore[arg-type]
+            once=once == "1",
+            log_dir=Path(get("LOG_DIR", "/var/log/sipmediagw")),  # type: ignore[arg-type]
+            browsing_dir=Path(get("BROWSING_DIR", "/opt/sipmediagw/browsing")),  # type: ignore[arg-type]
+            baresip_dir=Path(get("BARESIP_DIR", "/opt/sipmediagw/baresip")),  # type: ignore[arg-type]
+            video_size=_size("VIDEO_SIZE", get("VIDEO_SIZE", "1280x720")),  # type: ignore[arg-type]
+            camera_size=_size("CAMERA_SIZE", get("CAMERA_SIZE", "640x360")),  # type: ignore[arg-type]
+            sip_display_size=_size("SIP_DISPLAY_SIZE", get("SIP_DISPLAY_SIZE", "1920x1080")),  # type: ignore[arg-type]
+            fps=_int("FPS", get("FPS", "15"), 1, 60),  # type: ignore[arg-type]
+            display_name=get("DISPLAY_NAME", "SIP gateway"),  # type: ignore[arg-type]
+            insecure_origins=origins,
+            net_interface=get("NET_INTERFACE"),
+            sip_port=_int("SIP_PORT", get("SIP_PORT", "5060"), 1, 65534),  # type: ignore[arg-type]
+            ctrl_port=_int("CTRL_PORT", get("CTRL_PORT", "4444"), 1, 65535),  # type: ignore[arg-type]
+            run_dir=Path(get("RUN_DIR", "/tmp/sipmediagw")),  # type: ignore[arg-type]
+        )
+
+
+def read_account_file(path: Path) -> tuple[str, str]:
+    """Return (account line, SIP URI) from the first non-comment line of `path`; secrets are registered for masking."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: account file not found (mount it as the sipmediagw-account secret)") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: account file not readable by uid {os.getuid()}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: account file is not UTF-8 text") from None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _ACCOUNT_URI.match(line)
+        if not match or "@" not in match["uri"]:
+            raise FileLineError(str(path), number, "expected a baresip account line like <sip:user@domain>;auth_pass=...")
+        if line.startswith("<") and ">" not in line:
+            raise FileLineError(str(path), number, "unterminated <sip:...> address")
+        for _key, value in _SECRET_PARAM.findall(line):
+            add_secret(value)
+        return line, match["uri"]
+    raise ConfigError(f"{path}: no account line (file is empty or only comments)")
+
+
+def _size(name: str, value: str) -> tuple[int, int]:
+    match = _SIZE.match(value)
+    if not match:
+        raise ConfigError(f"SIPMEDIAGW_{name} must look like 1280x720, got {value!r}")
+    width, height = int(match[1]), int(match[2])
+    if width % 2 or height % 2 or width < 16 or height < 16:
+        raise ConfigError(f"SIPMEDIAGW_{name} must be even and at least 16x16, got {value!r}")
+    return width, height
+
+
+def _int(name: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"SIPMEDIAGW_{name} must be an integer, got {value!r}") from None
+    if not low <= number <= high:
+        raise ConfigError(f"SIPMEDIAGW_{name} must be between {low} and {high}, got {number}")
+    return number
+
+
+def _cards(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    parts = [p.strip() for p in value.split(",")]
+    if len(parts) != 2 or not all(p.isdigit() for p in parts) or parts[0] == parts[1]:
+        raise ConfigError(f"SIPMEDIAGW_ALSA_CARDS must be two different card indices like 0,1, got {value!r}")
+    return int(parts[0]), int(parts[1])

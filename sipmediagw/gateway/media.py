@@ -1,0 +1,118 @@
+"""Media wiring of one gateway: which PulseAudio devices exist, who plays/records where, how caller video gets to the
+room's camera. Two modes (docs/container.md):
+
+* ``userspace``: null sinks + a remapped monitor source in PulseAudio; caller video reaches the page through the MJPEG
+  relay and the injected getUserMedia wrapper. Needs nothing from the host.
+* ``kernel`` (the seed's): PulseAudio on the slot's two snd-aloop cards; ffmpeg grabs the caller display into the
+  slot's v4l2loopback device, which is Chromium's camera.
+
+Pure data + text: nothing here starts a process, so it is unit-testable without devices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import string
+from pathlib import Path
+
+USERSPACE = "userspace"
+KERNEL = "kernel"
+MODES = (USERSPACE, KERNEL)
+
+CALLER_SINK = "from_caller"  # baresip plays the caller's audio here
+ROOM_MIC = "from_caller_mic"  # ... and Chromium records it from here
+ROOM_SINK = "to_caller"  # Chromium plays the room's audio here
+CALLER_SOURCE_KERNEL = "to_caller_capture"  # kernel mode: capture side of loopback card B
+
+DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "docker" / "pulse"
+
+
+@dataclasses.dataclass(frozen=True)
+class MediaPlan:
+    """Everything the supervisor needs to wire audio and video for one media mode."""
+
+    mode: str
+    pulse_socket: Path
+    camera_size: tuple[int, int] = (640, 360)
+    fps: int = 15
+    alsa_cards: tuple[int, int] | None = None  # kernel mode: loopback cards A (caller -> room) and B (room -> caller)
+    video_device: str = "/dev/video0"
+    template_dir: Path = DEFAULT_TEMPLATE_DIR
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown media mode {self.mode!r} (expected one of: {', '.join(MODES)})")
+        if self.mode == KERNEL and self.alsa_cards is None:
+            raise ValueError("kernel media mode needs the slot's two ALSA loopback cards (SIPMEDIAGW_ALSA_CARDS=A,B)")
+        if self.alsa_cards is not None and (len(self.alsa_cards) != 2 or self.alsa_cards[0] == self.alsa_cards[1]):
+            raise ValueError(f"kernel media mode needs two different loopback cards, got {self.alsa_cards}")
+        width, height = self.camera_size
+        if width <= 0 or height <= 0 or width % 2 or height % 2:
+            raise ValueError(f"camera size must be even and positive, got {width}x{height}")
+
+    # -- PulseAudio ----------------------------------------------------------------------------------------------
+    @property
+    def pulse_server(self) -> str:
+        """Value of PULSE_SERVER for every client of this gateway's PulseAudio."""
+        return f"unix:{self.pulse_socket}"
+
+    def pulse_script(self) -> str:
+        """The ``pulseaudio -n -F`` script creating the module socket and the virtual devices."""
+        values = {
+            "socket": str(self.pulse_socket),
+            "caller_sink": CALLER_SINK,
+            "room_mic": ROOM_MIC,
+            "room_sink": ROOM_SINK,
+            "caller_source": CALLER_SOURCE_KERNEL,
+        }
+        if self.mode == KERNEL:
+            assert self.alsa_cards is not None
+            values.update(card_a=str(self.alsa_cards[0]), card_b=str(self.alsa_cards[1]))
+        template = (self.template_dir / f"{self.mode}.pa").read_text(encoding="utf-8")
+        return string.Template(template).substitute(values)
+
+    def pulse_argv(self, script_path: Path) -> list[str]:
+        """Per-user PulseAudio (``--system`` fails in a container) in the foreground, never exiting when idle."""
+        return [
+            "pulseaudio", "-n", "-F", str(script_path), "--daemonize=no", "--use-pid-file=no", "--realtime=no",
+            "--high-priority=no", "--exit-idle-time=-1", "--disallow-exit", "--log-target=stderr",
+        ]
+
+    # -- baresip -------------------------------------------------------------------------------------------------
+    @property
+    def audio_player(self) -> str:
+        """baresip ``audio_player``: the caller's audio goes to the sink feeding the room's microphone."""
+        return f"pulse,{CALLER_SINK}"
+
+    @property
+    def audio_source(self) -> str:
+        """baresip ``audio_source``: what Chromium plays (the room) is sent to the caller."""
+        return f"pulse,{ROOM_SINK}.monitor" if self.mode == USERSPACE else f"pulse,{CALLER_SOURCE_KERNEL}"
+
+    # -- Chromium ------------------------------------------------------------------------------------------------
+    def browser_env(self) -> dict[str, str]:
+        """Environment routing Chromium's output to the caller and its microphone from the caller."""
+        return {"PULSE_SERVER": self.pulse_server, "PULSE_SINK": ROOM_SINK, "PULSE_SOURCE": ROOM_MIC}
+
+    @property
+    def uses_mjpeg_relay(self) -> bool:
+        """userspace: the caller's video reaches the page as an MJPEG stream turned into a camera track."""
+        return self.mode == USERSPACE
+
+    def camera_argv(self, display: str, grab_size: tuple[int, int], grab_offset: tuple[int, int] = (0, 0)) -> list[str]:
+        """kernel mode: ffmpeg grabbing the caller display region into the v4l2loopback camera, scaled (letterboxed,
+        never cropped) to the camera size."""
+        if self.mode != KERNEL:
+            raise ValueError("the v4l2 camera feed only exists in kernel media mode")
+        width, height = self.camera_size
+        scale = (
+            f"scale={width}:{height}:force_original_aspect_ratio=decrease,"
+            f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p"
+        )
+        return [
+            "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "warning",
+            "-f", "x11grab", "-draw_mouse", "0", "-framerate", str(self.fps),
+            "-video_size", f"{grab_size[0]}x{grab_size[1]}", "-i", f"{display}+{grab_offset[0]},{grab_offset[1]}",
+            "-vf", scale, "-r", str(self.fps),
+            "-f", "v4l2", self.video_device,
+        ]
