@@ -1,0 +1,152 @@
+"""The accounts file (the seed's baresip ``accounts`` format, one line per gateway) -> Account records.
+
+A line looks like ``["Name"] <sip:user@domain;transport=tcp>;auth_pass=secret;answermode=auto;...``.
+Values of any parameter whose name contains ``pass`` are secrets: they are kept only in ``Account.line`` (which goes
+to the container as a file) and shown as ``***`` everywhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+from .errors import ConfigError, FileLineError
+
+REDACTED = "***"
+_LINE = re.compile(r'^(?:"(?P<display>[^"]*)"\s*)?<(?P<uri>[^<>]+)>(?P<params>.*)$')
+_URI = re.compile(r"^(?P<scheme>sips?):(?P<user>[^@:;]+)(?::(?P<password>[^@;]*))?@(?P<host>[^;?>]+)(?P<uriparams>.*)$")
+_HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(?::\d{1,5})?$")
+_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+_SECRET_IN_TEXT = re.compile(r"(?i)([A-Za-z0-9_-]*pass[A-Za-z0-9_-]*=)([^;>\s,]*)")
+TRANSPORTS = ("udp", "tcp", "tls", "ws", "wss")
+
+
+def is_secret_key(key: str) -> bool:
+    """Parameters whose value must never be shown: auth_pass, stunpass, any ``*pass*``."""
+    return "pass" in key.lower()
+
+
+def redact_text(text: str) -> str:
+    """Mask every ``*pass*=value`` in free text (log lines, error messages)."""
+    return _SECRET_IN_TEXT.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+@dataclasses.dataclass(frozen=True)
+class Account:
+    """One SIP account of the accounts file."""
+
+    line_no: int
+    user: str
+    domain: str  # host[:port]
+    scheme: str
+    transport: str
+    uri_params: dict[str, str]
+    params: dict[str, str]  # account parameters after the <uri>; secrets included, never print this dict raw
+    display_name: str | None = None
+    line: str = dataclasses.field(default="", repr=False)  # the full line with secrets: goes to the container only
+
+    @property
+    def sip_uri(self) -> str:
+        """``sip:user@domain``: the address a caller dials, and the account's identity (label value)."""
+        return f"{self.scheme}:{self.user}@{self.domain}"
+
+    @property
+    def redacted_params(self) -> dict[str, str]:
+        """The account parameters with secret values masked."""
+        return {k: (REDACTED if is_secret_key(k) else v) for k, v in self.params.items()}
+
+    def redacted_line(self) -> str:
+        """The account line as it may be shown to a human."""
+        return redact_text(self.line)
+
+    def __str__(self) -> str:
+        return self.redacted_line()
+
+
+def _split_params(text: str) -> list[str]:
+    return [part.strip() for part in text.split(";") if part.strip()]
+
+
+def _parse_params(parts: list[str], where: tuple[str, int], what: str) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not _KEY.match(key):
+            shown = redact_text(part)
+            raise FileLineError(where[0], where[1], f"malformed {what} {shown!r}: expected name=value")
+        if key in params:
+            raise FileLineError(where[0], where[1], f"{what} {key!r} given twice")
+        params[key] = value.strip() if sep else ""
+    return params
+
+
+def parse_account_line(text: str, path: str = "<accounts>", line_no: int = 1) -> Account:
+    """Parse one account line; raise FileLineError naming `path` and `line_no` if it is malformed."""
+    where = (path, line_no)
+    stripped = text.strip()
+    match = _LINE.match(stripped)
+    if not match:
+        raise FileLineError(path, line_no, "expected <sip:user@domain>;param=value;... (the URI in angle brackets)")
+    uri = _URI.match(match.group("uri").strip())
+    if not uri:
+        raise FileLineError(path, line_no, "the URI must look like sip:user@domain (or sips:)")
+    if uri.group("password") is not None:
+        # baresip reads auth_pass; a password in the URI would end up in labels and status output
+        raise FileLineError(path, line_no, "put the password in ;auth_pass=..., not in the URI (user:password@)")
+    host = uri.group("host").strip()
+    if not _HOST.match(host):
+        raise FileLineError(path, line_no, f"invalid SIP domain {host!r}")
+    uri_params = _parse_params(_split_params(uri.group("uriparams")), where, "URI parameter")
+    rest = match.group("params").strip()
+    if rest and not rest.startswith(";"):
+        raise FileLineError(path, line_no, "account parameters after the <URI> must start with ';'")
+    params = _parse_params(_split_params(rest), where, "account parameter")
+    transport = uri_params.get("transport", "udp").lower()
+    if transport not in TRANSPORTS:
+        raise FileLineError(path, line_no, f"unknown transport {transport!r} (one of {', '.join(TRANSPORTS)})")
+    return Account(
+        line_no=line_no,
+        user=uri.group("user"),
+        domain=host.lower(),
+        scheme=uri.group("scheme"),
+        transport=transport,
+        uri_params=uri_params,
+        params=params,
+        display_name=match.group("display"),
+        line=stripped,
+    )
+
+
+def parse_accounts(text: str, path: str = "<accounts>") -> list[Account]:
+    """Parse a whole accounts file: ``#`` comments and blank lines ignored, one account per remaining line.
+
+    The same SIP URI twice is an error (two gateways cannot register the same account).
+    """
+    accounts: list[Account] = []
+    seen: dict[str, int] = {}
+    for line_no, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        account = parse_account_line(raw, path, line_no)
+        if account.sip_uri in seen:
+            raise FileLineError(path, line_no, f"{account.sip_uri} is already used on line {seen[account.sip_uri]}")
+        seen[account.sip_uri] = line_no
+        accounts.append(account)
+    return accounts
+
+
+def load_accounts(path: str | Path) -> list[Account]:
+    """Read and parse the accounts file at `path`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"accounts file {path} does not exist (copy baresip/accounts.example there, one line per gateway, "
+            "or pass --accounts FILE)"
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read accounts file {path}: {exc}") from exc
+    return parse_accounts(text, str(path))

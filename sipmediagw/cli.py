@@ -1,0 +1,347 @@
+"""The `sipmediagw` command line: Click only. Parsing, printing, and domain errors -> exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import click
+
+from . import __version__, dockerops, labels
+from .accounts import load_accounts, redact_text
+from .devices import discover
+from .doctor import render_report, run_checks
+from .errors import (
+    ConfigError,
+    DockerUnavailable,
+    GatewayExists,
+    GatewayNotFound,
+    LaunchFailed,
+    ResourceError,
+    SipMediaGwError,
+    ValidationError,
+)
+from .launcher import LaunchRequest, launch, log_folder, stop_all, stop_gateway, tail_file
+from .names import validate_gateway_name
+from .resources import sample_host
+from .settings import MEDIA_MODES, Settings, load_settings, project_root
+from .status import gather, render_table
+
+#: documented in docs/cli.md (generated from this table)
+EXIT_CODES: list[tuple[int, str]] = [
+    (0, "success"),
+    (1, "other error (e.g. `doctor` found a failing check, image build failed)"),
+    (2, f"invalid configuration or input: bad option value, config/accounts file error ({ConfigError.__name__}, "
+        f"{ValidationError.__name__}); Click usage errors also exit 2"),
+    (ResourceError.exit_code, "no free slot, no free SIP account, or no CPU/memory headroom"),
+    (GatewayNotFound.exit_code, "no gateway of that name (`stop`, `logs`)"),
+    (GatewayExists.exit_code, "a gateway of that name already runs (`launch`)"),
+    (DockerUnavailable.exit_code, "Docker daemon unreachable, image missing, or Docker refused an operation"),
+    (LaunchFailed.exit_code, "the gateway started but never became ready; it was removed (state + logs printed)"),
+]
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+
+
+class Cli(click.Group):
+    """Group that turns domain errors into one line on stderr and their exit code (no traceback)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SipMediaGwError as exc:
+            click.echo(f"Error: {redact_text(str(exc))}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+def _settings(ctx: click.Context, **overrides: Any) -> Settings:
+    return load_settings(ctx.obj.get("config"), overrides=overrides)
+
+
+def _docker(ctx: click.Context) -> Any:
+    factory: Callable[[], Any] = ctx.obj.get("docker_factory") or dockerops.connect
+    return factory()
+
+
+def _host(ctx: click.Context) -> Any:
+    return (ctx.obj.get("host_sampler") or sample_host)()
+
+
+def _progress(message: str) -> None:
+    click.echo(f"[sipmediagw] {message}", err=True)
+
+
+accounts_option = click.option("--accounts", "accounts_file", type=click.Path(dir_okay=False),
+                               help="Accounts file: one baresip account line per gateway.")
+sysroot_option = click.option("--sysroot", type=click.Path(file_okay=False),
+                              help="Root under which /proc/asound and /sys are read (default /).")
+logs_option = click.option("--logs-dir", type=click.Path(file_okay=False),
+                           help="Host folder holding one log folder per gateway.")
+image_option = click.option("--image", help="Gateway image (default sipmediagw:latest).")
+
+
+@click.group(cls=Cli, context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "--version", prog_name="sipmediagw")
+@click.option("--config", type=click.Path(dir_okay=False),
+              help="YAML settings file (default: ./sipmediagw.yaml, ~/.config/sipmediagw/, /etc/sipmediagw/).")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None) -> None:
+    """Run SIP <-> web-conference gateways, one Docker container each.
+
+    Settings: built-in defaults < YAML file < SIPMEDIAGW_* environment < flags.
+
+    \b
+    Example:
+      sipmediagw doctor
+      sipmediagw launch -r myroom -g gw1 --domain https://meet.example.org
+      sipmediagw status
+    """
+    ctx.ensure_object(dict)
+    ctx.obj.setdefault("config", config)
+
+
+@cli.command("launch")
+@click.option("-r", "--room", required=True, help="Room to join.")
+@click.option("-g", "--gateway", "gateway", required=True, metavar="NAME", help="Gateway name (unique on the host).")
+@click.option("--platform", help="Conferencing platform: a driver in browsing/ (jitsi, bigbluebutton, janus...).")
+@click.option("--domain", "--base-url", "base_url", metavar="URL", help="Base URL of the conferencing service.")
+@accounts_option
+@click.option("--media", type=click.Choice(MEDIA_MODES), help="auto = kernel when devices exist, else userspace.")
+@image_option
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the gateway reports ready.")
+@click.option("--timeout", "ready_timeout", type=float, metavar="SECONDS", help="How long to wait for ready.")
+@sysroot_option
+@logs_option
+@click.option("--once/--no-once", default=None, help="Exit after the first call (the seed's behaviour).")
+@click.pass_context
+def launch_command(ctx: click.Context, room: str, gateway: str, wait: bool, **options: Any) -> None:
+    """Start a gateway that joins ROOM and answers calls on a free SIP account.
+
+    Takes the host-wide allocation lock, picks a free slot and account, checks CPU/memory headroom, starts the
+    container, then waits for it to be ready. On failure nothing is left running.
+
+    \b
+    Example:
+      sipmediagw launch -r testroom -g gw1 --platform jitsi --domain https://meet.example.org
+    """
+    settings = _settings(ctx, **options)
+    client = _docker(ctx)
+    sampler = ctx.obj.get("host_sampler") or sample_host
+    result = launch(settings, LaunchRequest(gateway, room), client, wait=wait, progress=_progress, host_sampler=sampler)
+    state = "ready" if result.ready else "started (not waiting for ready)"
+    click.echo(f"gateway {result.gateway} {state} in room {result.room} ({result.platform}), "
+               f"slot {result.slot} ({result.media})")
+    click.echo(f"call: {result.sip_uri}")
+
+
+@cli.command("stop")
+@click.argument("name", required=False)
+@click.option("--all", "stop_every", is_flag=True, help="Stop every gateway on this host.")
+@click.option("--timeout", "stop_timeout", type=int, metavar="SECONDS",
+              help="Grace period after SIGTERM before SIGKILL (default 20).")
+@click.pass_context
+def stop_command(ctx: click.Context, name: str | None, stop_every: bool, stop_timeout: int | None) -> None:
+    """Stop gateway NAME gracefully (SIGTERM: hang up, leave the room) and remove its container.
+
+    A gateway that does not exist is an error (exit 4).
+
+    \b
+    Example:
+      sipmediagw stop gw1
+      sipmediagw stop --all
+    """
+    if bool(name) == stop_every:
+        raise click.UsageError("give a gateway NAME or --all (not both)")
+    settings = _settings(ctx, stop_timeout=stop_timeout)
+    client = _docker(ctx)
+    if stop_every:
+        stopped = stop_all(client, settings.stop_timeout, progress=_progress)
+        click.echo(f"stopped {len(stopped)} gateway(s)" + (f": {', '.join(stopped)}" if stopped else ""))
+        return
+    assert name is not None
+    validate_gateway_name(name)
+    _progress(f"stopping {name} (up to {settings.stop_timeout} s)")
+    stop_gateway(client, name, settings.stop_timeout)
+    click.echo(f"stopped {name}")
+
+
+@cli.command("status")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: gateways, free_slots, free_accounts.")
+@click.option("--no-stats", is_flag=True, help="Skip CPU/memory (docker stats takes about a second).")
+@accounts_option
+@sysroot_option
+@click.option("--media", type=click.Choice(MEDIA_MODES), help="Media mode for counting free slots.")
+@click.pass_context
+def status_command(ctx: click.Context, as_json: bool, no_stats: bool, **options: Any) -> None:
+    """Show gateways (like `docker ps`), then free slots and free accounts.
+
+    \b
+    Example:
+      sipmediagw status
+      sipmediagw status --json | jq '.free_slots'
+    """
+    settings = _settings(ctx, **options)
+    client = _docker(ctx)
+    accounts = load_accounts(settings.accounts_file)
+    result = gather(settings, client, accounts, discover(settings.sysroot), _host(ctx), with_stats=not no_stats)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+    else:
+        click.echo(render_table(result))
+
+
+def _follow(path: Path, alive: Callable[[], bool], interval: float = 0.5) -> Iterator[str]:
+    """Yield text appended to `path` until `alive()` turns false (checked when nothing new arrives)."""
+    with open(path, "r", encoding="utf-8", errors="replace") as handle:
+        handle.seek(0, 2)
+        while True:
+            chunk = handle.read()
+            if chunk:
+                yield chunk
+                continue
+            if not alive():
+                return
+            time.sleep(interval)
+
+
+@cli.command("logs")
+@click.argument("name")
+@click.option("--err", "error_log", is_flag=True, help="Show the error log (err.log) instead of app.log.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the gateway stops (or Ctrl-C).")
+@click.option("--tail", type=int, default=50, show_default=True, metavar="N", help="Lines of history (0: none).")
+@logs_option
+@click.pass_context
+def logs_command(ctx: click.Context, name: str, error_log: bool, follow: bool, tail: int, logs_dir: str | None) -> None:
+    """Print the app log (or --err the error log) of gateway NAME.
+
+    Works after the gateway stopped too: logs stay in the host's log folder.
+
+    \b
+    Example:
+      sipmediagw logs gw1 --tail 100
+      sipmediagw logs gw1 --err -f
+    """
+    if tail < 0:
+        raise ValidationError("--tail must be >= 0")
+    validate_gateway_name(name)
+    settings = _settings(ctx, logs_dir=logs_dir)
+    container = None
+    try:
+        container = dockerops.find_gateway(_docker(ctx), name)
+    except DockerUnavailable:
+        pass  # logs are files on the host: still readable without the daemon
+    folder = Path(container.labels[labels.LOGS]) if container and container.labels.get(labels.LOGS) \
+        else log_folder(settings, name)
+    path = folder / ("err.log" if error_log else "app.log")
+    if container is None and not folder.is_dir():
+        raise GatewayNotFound(f"no gateway named {name!r} and no log folder {folder}")
+    if not path.is_file():
+        if container is not None and not error_log:
+            click.echo(redact_text(dockerops.container_logs(container, tail)), nl=False)
+            return
+        raise GatewayNotFound(f"{path} does not exist (yet)")
+    for line in tail_file(path, tail):
+        click.echo(redact_text(line))
+    if follow:
+        def alive() -> bool:
+            return container is not None and dockerops.refresh(container) is not None \
+                and container.status == "running"
+        try:
+            for chunk in _follow(path, alive):
+                click.echo(redact_text(chunk), nl=False)
+        except KeyboardInterrupt:
+            pass
+
+
+@cli.command("doctor")
+@accounts_option
+@sysroot_option
+@image_option
+@click.option("--media", type=click.Choice(MEDIA_MODES), help="Media mode to check for.")
+@click.pass_context
+def doctor_command(ctx: click.Context, **options: Any) -> None:
+    """Check this host: Docker, image, virtual devices, accounts file, CPU/memory budget; print exact fixes.
+
+    Exits 1 when a check fails (warnings do not count).
+
+    \b
+    Example:
+      sipmediagw doctor
+      sipmediagw doctor --sysroot /host --media kernel
+    """
+    settings = _settings(ctx, **options)
+    connect = ctx.obj.get("docker_factory") or dockerops.connect
+    report = run_checks(settings, connect=connect, host_sampler=ctx.obj.get("host_sampler") or sample_host)
+    click.echo(render_report(report))
+    if not report.healthy:
+        ctx.exit(1)
+
+
+@cli.command("build")
+@image_option
+@click.option("--build-arg", "build_args", multiple=True, metavar="KEY=VALUE", help="Passed to the Dockerfile.")
+@click.option("--path", "context_path", type=click.Path(file_okay=False, exists=True),
+              help="Build context holding the Dockerfile (default: the project root).")
+@click.pass_context
+def build_command(ctx: click.Context, image: str | None, build_args: tuple[str, ...], context_path: str | None) -> None:
+    """Build the gateway image from the project's Dockerfile (classic builder, progress on stderr).
+
+    \b
+    Example:
+      sipmediagw build
+      sipmediagw build --image sipmediagw:dev --build-arg SLIM=0
+    """
+    settings = _settings(ctx, image=image)
+    args: dict[str, str] = {}
+    for item in build_args:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValidationError(f"--build-arg {item!r}: expected KEY=VALUE")
+        args[key] = value
+    path = Path(context_path) if context_path else project_root()
+    if not (path / "Dockerfile").is_file():
+        raise ConfigError(f"no Dockerfile in {path}")
+    client = _docker(ctx)
+    for line in dockerops.build_image(client, str(path), settings.image, args):
+        click.echo(line, err=True)
+    click.echo(f"built {settings.image}")
+
+
+def cli_reference() -> str:
+    """docs/cli.md: every command's --help, and the exit codes. Regenerate with `python -m sipmediagw.cli --docs`."""
+    from click.testing import CliRunner
+
+    runner = CliRunner()
+    parts = [
+        "# CLI reference",
+        "",
+        "<!-- Generated from `--help` by `python -m sipmediagw.cli --docs > docs/cli.md`; "
+        "tests/unit/test_docs.py fails when this file and the help drift apart. -->",
+        "",
+        "## Exit codes",
+        "",
+        "| code | meaning |",
+        "|---|---|",
+    ]
+    parts += [f"| {code} | {meaning} |" for code, meaning in EXIT_CODES]
+    commands = [[]] + [[name] for name in sorted(cli.commands)]
+    for args in commands:
+        title = " ".join(["sipmediagw"] + args)
+        result = runner.invoke(cli, args + ["--help"], prog_name="sipmediagw", terminal_width=110)
+        parts += ["", f"## {title}", "", "```", result.output.rstrip(), "```"]
+    return "\n".join(parts) + "\n"
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="sipmediagw")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--docs"]:
+        sys.stdout.write(cli_reference())
+    else:
+        main()

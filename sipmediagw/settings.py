@@ -1,0 +1,199 @@
+"""One typed settings object: built-in defaults < sipmediagw.yaml < SIPMEDIAGW_* environment < command-line flags.
+
+The object is built once by the CLI and passed explicitly; nothing deeper reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import ConfigError, FileLineError
+
+ENV_PREFIX = "SIPMEDIAGW_"
+CONFIG_FILE_NAME = "sipmediagw.yaml"
+MEDIA_MODES = ("auto", "kernel", "userspace")
+#: uid/gid of the user inside the gateway image (contract: image USER gw 10001)
+CONTAINER_UID = 10001
+
+
+def project_root() -> Path:
+    """The source tree holding browsing/ and baresip/ (editable install), else the current directory."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "browsing").is_dir() else Path.cwd()
+
+
+def _default_lock_file() -> Path:
+    # /run/lock is world-writable on Debian; it is the host-wide place every launch process agrees on.
+    run_lock = Path("/run/lock")
+    base = run_lock if run_lock.is_dir() and os.access(run_lock, os.W_OK) else Path(tempfile.gettempdir())
+    return base / "sipmediagw.lock"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything the host side needs to know; see docs/cli.md for each key."""
+
+    image: str = "sipmediagw:latest"
+    platform: str = "janus"
+    base_url: str = ""
+    accounts_file: Path = dataclasses.field(default_factory=lambda: project_root() / "baresip" / "accounts")
+    logs_dir: Path = dataclasses.field(default_factory=lambda: project_root() / "logs")
+    browsing_dir: Path = dataclasses.field(default_factory=lambda: project_root() / "browsing")
+    baresip_dir: Path = dataclasses.field(default_factory=lambda: project_root() / "baresip")
+    sysroot: Path = Path("/")
+    media: str = "auto"
+    lock_file: Path = dataclasses.field(default_factory=_default_lock_file)
+    cpu_per_gateway: float = 0.7  # cores; field notes: idle 24-35 %, in a call 57-68 % of one core
+    memory_per_gateway: int = 512 * 1024**2  # bytes; field notes: ~250 MiB RSS idle, plus Chromium peaks
+    ready_timeout: float = 120.0  # seconds `launch` waits for the state file to say ready
+    stop_timeout: int = 20  # seconds between SIGTERM and SIGKILL
+    shm_size: str = "256m"
+    once: bool = False  # the gateway exits after its first call (seed behaviour)
+
+    def __post_init__(self) -> None:
+        if self.media not in MEDIA_MODES:
+            raise ConfigError(f"media must be one of {', '.join(MEDIA_MODES)}, not {self.media!r}")
+        if self.cpu_per_gateway <= 0:
+            raise ConfigError(f"cpu_per_gateway must be > 0, not {self.cpu_per_gateway}")
+        if self.memory_per_gateway <= 0:
+            raise ConfigError(f"memory_per_gateway must be > 0, not {self.memory_per_gateway}")
+        if self.ready_timeout <= 0:
+            raise ConfigError(f"ready_timeout must be > 0, not {self.ready_timeout}")
+
+
+FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Settings)}
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(value: Any) -> int:
+    """``512M``, ``1.5G``, ``1024`` (bytes) -> bytes."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a size: {value!r}")
+    if isinstance(value, (int, float)):
+        return int(value)
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ValueError(f"not a size: {value!r} (examples: 512M, 1G)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def _convert(name: str, value: Any) -> Any:
+    """Turn a YAML/env/flag value into the type of field `name`; ValueError says why not."""
+    if name == "memory_per_gateway":
+        return parse_size(value)
+    kind = FIELDS[name].type
+    if kind == "Path":
+        return Path(os.path.expanduser(str(value)))
+    if kind == "float":
+        return float(value)
+    if kind == "int":
+        return int(value)
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"not a boolean: {value!r}")
+    if not isinstance(value, (str, int, float)):
+        raise ValueError(f"expected text, got {type(value).__name__}")
+    return str(value)
+
+
+def config_search_path(env: Mapping[str, str]) -> list[Path]:
+    """Where sipmediagw.yaml is looked for when no --config is given, first found wins."""
+    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME", "~"), ".config")
+    return [
+        Path.cwd() / CONFIG_FILE_NAME,
+        Path(os.path.expanduser(xdg)) / "sipmediagw" / CONFIG_FILE_NAME,
+        Path("/etc/sipmediagw") / CONFIG_FILE_NAME,
+    ]
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a YAML settings file; unknown keys and bad values are errors naming the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise FileLineError(str(path), line, f"invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if root is None:
+        return {}
+    if not isinstance(root, yaml.MappingNode):
+        raise FileLineError(str(path), root.start_mark.line + 1, "expected a mapping of setting: value")
+    values: dict[str, Any] = {}
+    for key_node, value_node in root.value:
+        line = key_node.start_mark.line + 1
+        key = str(key_node.value).replace("-", "_")
+        if key not in FIELDS:
+            raise FileLineError(str(path), line, f"unknown setting {key_node.value!r} (known: {', '.join(FIELDS)})")
+        raw = yaml.safe_load(yaml.serialize(value_node))
+        try:
+            values[key] = _convert(key, raw)
+        except (TypeError, ValueError) as exc:
+            raise FileLineError(str(path), line, f"{key}: {exc}") from exc
+    return values
+
+
+def env_values(env: Mapping[str, str]) -> dict[str, Any]:
+    """Settings from SIPMEDIAGW_<KEY> variables. Other SIPMEDIAGW_* names (the container's) are ignored."""
+    values: dict[str, Any] = {}
+    for name in FIELDS:
+        var = ENV_PREFIX + name.upper()
+        if var in env and env[var] != "":
+            try:
+                values[name] = _convert(name, env[var])
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"environment variable {var}: {exc}") from exc
+    return values
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build Settings from defaults < YAML (`config_file`, $SIPMEDIAGW_CONFIG or the search path) < env < overrides.
+
+    `overrides` are CLI flags; a None value means "flag not given".
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    explicit = config_file or env.get(ENV_PREFIX + "CONFIG")
+    if explicit:
+        path = Path(os.path.expanduser(str(explicit)))
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        values.update(read_config_file(path))
+    else:
+        for candidate in config_search_path(env):
+            if candidate.is_file():
+                values.update(read_config_file(candidate))
+                break
+    values.update(env_values(env))
+    for name, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if name not in FIELDS:
+            raise ConfigError(f"unknown setting {name!r}")
+        try:
+            values[name] = _convert(name, value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"--{name.replace('_', '-')}: {exc}") from exc
+    return Settings(**values)
