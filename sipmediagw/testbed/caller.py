@@ -1,0 +1,332 @@
+"""A real baresip SIP caller on the host: registers at Kamailio, sends a tone + test video, records what it gets."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import re
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+from sipmediagw.gateway.netstring import NetstringDecoder, encode
+
+from ._proc import Daemon, TestbedError, wait_until
+from .network import free_port, interface_of
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+MODULES = ["account", "menu", "ctrl_tcp", "g711", "opus", "vp8", "avcodec", "avformat", "fakevideo", "ausine",
+           "aubridge", "sndfile", "snapshot"]
+
+
+class BaresipCaller:
+    """baresip 1.0.0 as a SIP endpoint `user@domain` registered through `registrar` ("IP:PORT").
+
+    Sends an `ausine` tone of `tone_hz` (stereo: ausine fails with one channel) and, with `video`, an ffmpeg
+    `testsrc` pattern through avformat (video only: avformat as an audio source crashes 1.0.0). Received audio is
+    recorded by the sndfile filter (recording_path()); received video is proven by snapshots of decoded frames.
+    Auto-answers incoming calls. Controlled over ctrl_tcp on 127.0.0.1.
+    """
+
+    def __init__(self, *, user: str, domain: str, registrar: str, workdir: Path, tone_hz: int = 1000,
+                 video: bool = True, net_interface: str | None = None, sip_ip: str | None = None,
+                 sip_port: int | None = None, password: str | None = None, transport: str = "udp",
+                 video_size: tuple[int, int] = (640, 360), fps: int = 15) -> None:
+        self.user = user
+        self.domain = domain
+        self.registrar = registrar
+        self.workdir = Path(workdir)
+        self.tone_hz = tone_hz
+        self.video = video
+        self.sip_ip = sip_ip or registrar.rsplit(":", 1)[0]
+        # baresip 1.0.0 cannot resolve "lo" by name, but accepts an IP address here.
+        self.net_interface = net_interface or self.sip_ip
+        # baresip also binds TLS on port + 1, so ports are taken in pairs.
+        self.sip_port = sip_port or _free_port_pair(self.sip_ip)
+        self.ctrl_port = free_port()
+        self.password = password
+        self.transport = transport
+        self.video_size = video_size
+        self.fps = fps
+        self.snd_dir = self.workdir / "recordings"
+        self.events: queue.Queue[dict] = queue.Queue()
+        self.history: list[dict] = []
+        self._daemon: Daemon | None = None
+        self._sock: socket.socket | None = None
+        self._reader: threading.Thread | None = None
+        self._responses: dict[str, dict] = {}
+        self._lock = threading.Condition()
+        self._token = 0
+        self.call_id: str | None = None
+
+    @property
+    def uri(self) -> str:
+        """This caller's SIP address of record."""
+        return f"sip:{self.user}@{self.domain}"
+
+    def account_line(self) -> str:
+        """The baresip account line (auth_pass only when a password is set)."""
+        line = f"<{self.uri};transport={self.transport}>;outbound=\"sip:{self.registrar};transport={self.transport}\""
+        line += ";regint=300;answermode=auto;ptime=20"
+        if self.password:
+            line += f";auth_user={self.user};auth_pass={self.password}"
+        return line
+
+    def config_text(self) -> str:
+        """The baresip `config` file for this caller."""
+        w, h = self.video_size
+        lines = {
+            "poll_method": "epoll",
+            "sip_listen": f"{self.sip_ip}:{self.sip_port}",
+            "net_interface": self.net_interface,
+            "call_local_timeout": "120",
+            "audio_player": "aubridge,caller-" + self.user,
+            "audio_source": f"ausine,{self.tone_hz}",
+            "audio_alert": "aubridge,alert-" + self.user,
+            "ausrc_srate": "48000",
+            "auplay_srate": "48000",
+            "ausrc_channels": "2",
+            "auplay_channels": "2",
+            "video_source": f"avformat,lavfi,testsrc=size={w}x{h}:rate={self.fps},format=yuv420p" if self.video else "",
+            "video_display": "fakevideo,nil",
+            "video_size": f"{w}x{h}",
+            "video_bitrate": "800000",
+            "video_fps": str(self.fps),
+            "module_path": "/usr/lib/baresip/modules",
+            "ctrl_tcp_listen": f"127.0.0.1:{self.ctrl_port}",
+            "snd_path": str(self.snd_dir),
+            "jitter_buffer_delay": "5-10",
+        }
+        out = [f"{k}\t{v}" for k, v in lines.items() if v]
+        for mod in MODULES:
+            if mod == "avformat" and not self.video:
+                continue
+            keyword = "module_app" if mod in ("account", "menu", "ctrl_tcp") else "module"
+            out.append(f"{keyword}\t{mod}.so")
+        return "\n".join(out) + "\n"
+
+    def start(self) -> None:
+        """Write the config, start baresip and connect to ctrl_tcp (registration is awaited separately)."""
+        conf = self.workdir / "baresip"
+        conf.mkdir(parents=True, exist_ok=True)
+        self.snd_dir.mkdir(parents=True, exist_ok=True)
+        (conf / "config").write_text(self.config_text())
+        accounts = conf / "accounts"
+        accounts.write_text(self.account_line() + "\n")
+        accounts.chmod(0o600)
+        (conf / "contacts").write_text("")
+        self._daemon = Daemon(f"baresip[{self.user}]", ["baresip", "-f", str(conf)],
+                              log_path=self.workdir / "baresip.log", stop_timeout=8)
+        self._daemon.start()
+        try:
+            self._daemon.wait_ready(self._connect, timeout=20)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _connect(self) -> bool:
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=1)
+        except OSError:
+            return False
+        sock.settimeout(None)
+        self._sock = sock
+        self._reader = threading.Thread(target=self._read_loop, name=f"ctrl-{self.user}", daemon=True)
+        self._reader.start()
+        return True
+
+    def _read_loop(self) -> None:
+        decoder = NetstringDecoder()
+        sock = self._sock
+        assert sock is not None
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            for payload in decoder.feed(chunk):
+                try:
+                    msg = json.loads(payload)
+                except ValueError:
+                    continue
+                if msg.get("response"):
+                    with self._lock:
+                        self._responses[str(msg.get("token"))] = msg
+                        self._lock.notify_all()
+                elif msg.get("event"):
+                    self.history.append(msg)
+                    self.events.put(msg)
+
+    def command(self, cmd: str, params: str = "", timeout: float = 10) -> dict:
+        """Send one ctrl_tcp command and return baresip's response (raises on timeout or `ok: false`)."""
+        if self._sock is None:
+            raise TestbedError(f"baresip[{self.user}] is not started")
+        with self._lock:
+            self._token += 1
+            token = str(self._token)
+        self._sock.sendall(encode(json.dumps({"command": cmd, "params": params, "token": token}).encode()))
+        with self._lock:
+            if not self._lock.wait_for(lambda: token in self._responses, timeout):
+                raise self._fail(f"no response to {cmd!r} within {timeout:.0f} s")
+            resp = self._responses.pop(token)
+        if not resp.get("ok", False):
+            raise self._fail(f"{cmd!r} failed: {resp.get('data')}")
+        return resp
+
+    def _fail(self, reason: str) -> TestbedError:
+        if self._daemon:
+            return self._daemon.fail(reason)
+        return TestbedError(f"baresip[{self.user}]: {reason}")
+
+    def registered(self) -> bool:
+        """True when `reginfo` reports this account registered (REGISTER_OK events are lost before connect)."""
+        data = _ANSI.sub("", str(self.command("reginfo").get("data", "")))
+        return any(self.uri in line and re.search(r"\bOK\b", line) for line in data.splitlines())
+
+    def wait_registered(self, timeout: float = 30) -> None:
+        """Wait until the account is registered at the registrar."""
+        if not wait_until(self._alive_and_registered, timeout, 0.3):
+            raise self._fail(f"not registered after {timeout:.0f} s")
+
+    def _alive_and_registered(self) -> bool:
+        if not self.alive():
+            raise self._fail("baresip exited")
+        return self.registered()
+
+    def dial(self, uri: str) -> None:
+        """Place a call to `uri` (through the outbound proxy, i.e. Kamailio)."""
+        self.command("dial", uri)
+
+    def wait_event(self, types: set[str], timeout: float) -> dict:
+        """The next event whose type is in `types`; a CALL_CLOSED that was not asked for raises."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._fail(f"no {sorted(types)} event within {timeout:.0f} s")
+            try:
+                event = self.events.get(timeout=min(remaining, 0.5))
+            except queue.Empty:
+                if not self.alive():
+                    raise self._fail("baresip exited")
+                continue
+            if event.get("type") in types:
+                return event
+            if event.get("type") == "CALL_CLOSED" and "CALL_CLOSED" not in types:
+                raise self._fail(f"call closed: {event.get('param')}")
+
+    def wait_established(self, timeout: float = 30) -> dict:
+        """Wait for CALL_ESTABLISHED (either direction) and return the event."""
+        event = self.wait_event({"CALL_ESTABLISHED"}, timeout)
+        self.call_id = event.get("id")
+        return event
+
+    def wait_closed(self, timeout: float = 30) -> dict:
+        """Wait for CALL_CLOSED and return the event."""
+        return self.wait_event({"CALL_CLOSED"}, timeout)
+
+    def in_call(self) -> bool:
+        """True while the last call event seen is CALL_ESTABLISHED."""
+        for event in reversed(self.history):
+            if event.get("type") in ("CALL_ESTABLISHED", "CALL_CLOSED"):
+                return event["type"] == "CALL_ESTABLISHED"
+        return False
+
+    def hangup(self) -> None:
+        """Hang up the current call (sends BYE)."""
+        self.command("hangup")
+
+    def recordings(self) -> list[Path]:
+        """Decoded (received) audio dumps written by sndfile, oldest first."""
+        return sorted(self.snd_dir.glob("dump-*-dec.wav"), key=lambda p: p.stat().st_mtime)
+
+    def recording_path(self) -> Path:
+        """The newest received-audio recording (raises if none exists)."""
+        files = self.recordings()
+        if not files:
+            raise self._fail(f"no received-audio recording in {self.snd_dir}")
+        return files[-1]
+
+    def snapshot(self, name: str, timeout: float = 10) -> Path | None:
+        """Save the next decoded received video frame as PNG; None if no frame was decoded within `timeout`."""
+        path = self.workdir / f"{name}.png"
+        path.unlink(missing_ok=True)
+        self.command("snapshot_recv", str(path))
+        return path if wait_until(lambda: path.exists() and path.stat().st_size > 0, timeout, 0.2) else None
+
+    def received_video(self, timeout: float = 10) -> bool:
+        """True when a received video frame was decoded (a snapshot of it could be written)."""
+        return self.snapshot("received", timeout) is not None
+
+    def received_video_changing(self, timeout: float = 20) -> bool:
+        """True when two decoded received frames taken a second or more apart differ."""
+        deadline = time.monotonic() + timeout
+        first = self.snapshot("frame-a", timeout)
+        if first is None:
+            return False
+        digest = hashlib.sha256(first.read_bytes()).hexdigest()
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            second = self.snapshot("frame-b", max(1.0, deadline - time.monotonic()))
+            if second and hashlib.sha256(second.read_bytes()).hexdigest() != digest:
+                return True
+        return False
+
+    def alive(self) -> bool:
+        """True while baresip runs."""
+        return self._daemon is not None and self._daemon.alive()
+
+    def tail(self, lines: int = 40) -> str:
+        """Last lines of this caller's baresip log."""
+        return self._daemon.tail(lines) if self._daemon else ""
+
+    def stop(self) -> None:
+        """Quit baresip (it unregisters first; SIGTERM takes 1-3 s). Idempotent."""
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+            self._sock = None
+        if self._daemon:
+            self._daemon.stop()
+
+    def __enter__(self) -> "BaresipCaller":
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def _free_port_pair(ip: str) -> int:
+    """An even UDP/TCP port p with p and p+1 both free (baresip binds TLS on p+1)."""
+    for _ in range(50):
+        port = free_port(ip, socket.SOCK_DGRAM)
+        if port % 2:
+            port -= 1
+        if all(_port_free(ip, p) for p in (port, port + 1)):
+            return port
+    raise TestbedError(f"no free SIP port pair on {ip}")
+
+
+def _port_free(ip: str, port: int) -> bool:
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind((ip, port))
+            except OSError:
+                return False
+    return True
+
+
+def baresip_available() -> bool:
+    """True when the baresip binary is installed."""
+    return shutil.which("baresip") is not None
