@@ -351,13 +351,14 @@ class BaresipControl:
 
     def command(self, cmd: str, params: str = "", timeout: float = 5) -> dict[str, Any]:
         """Send one command and return baresip's response (``ok``, ``data``); BaresipControlError on timeout/loss."""
-        sock = self._sock
-        if sock is None:
-            raise BaresipControlError(f"baresip ctrl_tcp: not connected (command {cmd!r})")
         token = str(next(self._tokens))
         done = threading.Event()
         slot: list[dict[str, Any]] = []
-        self._pending[token] = (done, slot)
+        with self._state_lock:  # registered under the lock so a closing reader cannot miss this waiter
+            sock = self._sock
+            if sock is None:
+                raise BaresipControlError(f"baresip ctrl_tcp: not connected (command {cmd!r})")
+            self._pending[token] = (done, slot)
         message = json.dumps({"command": cmd, "params": params, "token": token}).encode("utf-8")
         self._log.debug("-> %s", mask_secrets(f"{cmd} {params}".strip()))
         try:
@@ -415,8 +416,12 @@ class BaresipControl:
                 for payload in decoder.feed(data):
                     self._dispatch(payload)
         finally:
-            for done, _slot in list(self._pending.values()):
-                done.set()  # an empty slot tells the waiter the connection is gone
+            with self._state_lock:
+                if self._sock is sock:  # lost (not closed by us): later commands fail at once
+                    self._sock = None
+                    sock.close()
+                for done, _slot in list(self._pending.values()):
+                    done.set()  # an empty slot tells the waiter the connection is gone
             if not self._closing:
                 self._log.warning("ctrl_tcp connection closed by baresip")
             self.events.put({"event": True, "type": DISCONNECTED, "class": "sipmediagw"})
