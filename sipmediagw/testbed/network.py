@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import socket
 import subprocess
+import time
+from pathlib import Path
 
 import psutil
 
@@ -56,3 +59,61 @@ def port_open(ip: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+BRIDGE_KEEPER_LABEL = "org.sipmediagw.testbed"
+BRIDGE_KEEPER_IMAGE = "debian:bookworm-slim"
+
+
+def interface_running(name: str) -> bool:
+    """True when `name` has carrier (IFF_RUNNING). A Docker bridge with no container attached has none."""
+    # sysfs `flags` does not carry IFF_RUNNING; operstate does ("down" = NO-CARRIER).
+    try:
+        return Path(f"/sys/class/net/{name}/operstate").read_text().strip() in ("up", "unknown")
+    except OSError:
+        return False
+
+
+class BridgeKeeper:
+    """Keeps the Docker bridge's link up by running one idle, labelled container on it while needed.
+
+    Janus refuses to bind (HTTP) and gather ICE candidates on a bridge without carrier, i.e. before the first
+    gateway container starts; an idle `sleep` container gives the bridge carrier. Does nothing if it already has.
+    """
+
+    def __init__(self, interface: str = DEFAULT_BRIDGE, image: str = BRIDGE_KEEPER_IMAGE) -> None:
+        self.interface = interface
+        self.image = image
+        self.container_id: str | None = None
+
+    def start(self, timeout: float = 30) -> None:
+        """Start the keeper container unless the bridge already has carrier; wait for carrier."""
+        if interface_running(self.interface):
+            return
+        name = f"sipmediagw-testbed-bridge-{os.getpid()}"
+        proc = subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "--network", "bridge",
+                               "--label", f"{BRIDGE_KEEPER_LABEL}=bridge-keeper", "--cap-drop", "ALL",
+                               "--memory", "16m", "--entrypoint", "sleep", self.image, "infinity"],
+                              capture_output=True, text=True, timeout=60)
+        if proc.returncode != 0:
+            raise RuntimeError(f"cannot start the bridge keeper container ({self.image}): {proc.stderr.strip()}")
+        self.container_id = proc.stdout.strip()
+        deadline = time.monotonic() + timeout
+        while not interface_running(self.interface):
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.interface} has no carrier even with a container attached")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Remove the keeper container if this object started one. Idempotent."""
+        if self.container_id:
+            subprocess.run(["docker", "rm", "-f", self.container_id], capture_output=True, timeout=60)
+            self.container_id = None
+
+    def __enter__(self) -> "BridgeKeeper":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
