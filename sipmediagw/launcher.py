@@ -123,11 +123,12 @@ def container_config(
         "SIPMEDIAGW_BARESIP_DIR": CONTAINER_BARESIP_DIR,
     }
     host_config: dict[str, Any] = {
-        "binds": {
-            str(folder): {"bind": CONTAINER_LOG_DIR, "mode": "rw"},
-            str(settings.browsing_dir.resolve()): {"bind": CONTAINER_BROWSING_DIR, "mode": "ro"},
-            str(settings.baresip_dir.resolve()): {"bind": CONTAINER_BARESIP_DIR, "mode": "ro"},
-        },
+        # a list, not a dict keyed by host path: one host folder may legitimately back two targets
+        "binds": [
+            f"{folder}:{CONTAINER_LOG_DIR}:rw",
+            f"{settings.browsing_dir.resolve()}:{CONTAINER_BROWSING_DIR}:ro",
+            f"{settings.baresip_dir.resolve()}:{CONTAINER_BARESIP_DIR}:ro",
+        ],
         "init": True,
         "shm_size": settings.shm_size,
         "cap_drop": ["ALL"],
@@ -261,9 +262,12 @@ def launch(
     validate_room_name(request.room)
     validate_platform(settings.platform, settings.browsing_dir)
     base_url = normalise_base_url(settings.base_url)
-    for folder_setting in ("browsing_dir", "baresip_dir"):
-        if not getattr(settings, folder_setting).is_dir():
-            raise ValidationError(f"{folder_setting} {getattr(settings, folder_setting)} is not a folder")
+    for folder_setting in ("browsing_dir", "baresip_dir", "logs_dir"):
+        value = getattr(settings, folder_setting)
+        if folder_setting != "logs_dir" and not value.is_dir():
+            raise ValidationError(f"{folder_setting} {value} is not a folder")
+        if ":" in str(value.resolve()):
+            raise ValidationError(f"{folder_setting} {value}: Docker bind mounts cannot take a path with ':'")
     accounts = load_accounts(settings.accounts_file)
     discovery = discover(settings.sysroot)
     media = choose_media(settings.media, discovery)

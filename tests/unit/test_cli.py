@@ -1,0 +1,298 @@
+"""Every command through Click's CliRunner, with a small in-memory Docker fake (the docker tier uses the real one)."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import io
+from pathlib import Path
+
+import docker.errors
+import pytest
+from click.testing import CliRunner
+
+from sipmediagw import __version__, labels
+from sipmediagw.cli import cli
+from sipmediagw.errors import DockerUnavailable
+from sipmediagw.resources import HostResources
+from sipmediagw.state import GatewayState, GatewayStatus, write_state
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+COMMANDS = ["launch", "stop", "status", "logs", "doctor", "build"]
+
+
+class FakeContainer:
+    def __init__(self, fake, cid, name, config, host_config):
+        self.fake, self.id, self.name = fake, cid, name
+        self.labels = config["labels"]
+        self.status = "created"
+        self.files: dict[str, tuple[int, int, bytes]] = {}
+        self.attrs = {"State": {"Status": "created", "ExitCode": 0, "StartedAt": "2026-01-01T00:00:00.123456789Z"},
+                      "Config": {"Env": config["environment"], "Labels": self.labels}, "HostConfig": host_config}
+
+    def __eq__(self, other):
+        return isinstance(other, FakeContainer) and other.id == self.id
+
+    def put_archive(self, path, data):
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            for member in tar.getmembers():
+                self.files[f"{path}/{member.name}"] = (member.uid, member.mode, tar.extractfile(member).read())
+        return True
+
+    def start(self):
+        self.status = "running"
+        # what the gateway does: report ready through the state file in its mounted log folder
+        write_state(self.labels[labels.LOGS], GatewayStatus(self.labels[labels.GATEWAY], GatewayState.READY))
+        (Path(self.labels[labels.LOGS]) / "app.log").write_text("[t] gateway: ready\n[t] baresip: auth_pass=LEAK\n")
+
+    def reload(self):
+        if self.id not in self.fake.containers_by_id:
+            raise docker.errors.NotFound("gone")
+        self.attrs["State"]["Status"] = self.status
+
+    def stop(self, timeout):
+        self.fake.stopped.append((self.name, timeout))
+        self.status = "exited"
+
+    def remove(self, force=False):
+        self.fake.containers_by_id.pop(self.id, None)
+
+    def logs(self, tail=None):
+        return b""
+
+    def stats(self, stream=False):
+        return {"cpu_stats": {"cpu_usage": {"total_usage": 300}, "system_cpu_usage": 2000, "online_cpus": 2},
+                "precpu_stats": {"cpu_usage": {"total_usage": 100}, "system_cpu_usage": 1000},
+                "memory_stats": {"usage": 300 * 1024**2, "stats": {"cache": 0}}}
+
+
+def all_match(container_labels, pairs):
+    return all(container_labels.get(k) == v for k, v in pairs)
+
+
+class FakeDocker:
+    """Just enough of docker.DockerClient for the launcher, status, stop and doctor."""
+
+    def __init__(self, images=("sipmediagw:latest",)):
+        self.images_present = set(images)
+        self.containers_by_id: dict[str, FakeContainer] = {}
+        self.stopped: list = []
+        self.containers, self.images, self.api = self, self, self
+
+    # client.containers
+    def list(self, all=False, filters=None):
+        wanted = filters["label"] if isinstance(filters["label"], list) else [filters["label"]]
+        pairs = [w.split("=", 1) for w in wanted]
+        return [c for c in self.containers_by_id.values()
+                if (all or c.status == "running") and all_match(c.labels, pairs)]
+
+    def get(self, key):
+        if key in self.containers_by_id:
+            return self.containers_by_id[key]
+        if key in self.images_present:
+            return key
+        raise docker.errors.ImageNotFound(key)
+
+    # client.api
+    def create_host_config(self, **kw):
+        return kw
+
+    def create_container(self, host_config, **create):
+        if any(c.name == create["name"] for c in self.containers_by_id.values()):
+            raise docker.errors.APIError("Conflict", response=type("R", (), {"status_code": 409})())
+        cid = f"id{len(self.containers_by_id) + len(self.stopped)}-{create['name']}"
+        self.containers_by_id[cid] = FakeContainer(self, cid, create["name"], create, host_config)
+        return {"Id": cid}
+
+    def version(self):
+        return {"Version": "fake"}
+
+
+HOST = HostResources(cpu_count=8, memory_total=32 * 1024**3, memory_available=30 * 1024**3)
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """An isolated configuration: 2 accounts, tmp logs, a browsing folder with a janus driver."""
+    monkeypatch.chdir(tmp_path)
+    for key in list(__import__("os").environ):
+        if key.startswith("SIPMEDIAGW_"):
+            monkeypatch.delenv(key)
+    (tmp_path / "browsing").mkdir()
+    (tmp_path / "browsing" / "janus.py").write_text("")
+    (tmp_path / "accounts").write_text("<sip:gw1@h>;auth_pass=SECRET1\n<sip:gw2@h>;auth_pass=SECRET2\n")
+    (tmp_path / "sipmediagw.yaml").write_text(
+        f"accounts_file: {tmp_path / 'accounts'}\nlogs_dir: {tmp_path / 'logs'}\nbrowsing_dir: {tmp_path / 'browsing'}\n"
+        f"baresip_dir: {tmp_path}\nlock_file: {tmp_path / 'lock'}\nbase_url: https://meet.example.org\n"
+        f"sysroot: {FIXTURES / 'sysroot-empty'}\n")
+    return tmp_path
+
+
+def invoke(fake, *args):
+    obj = {"docker_factory": lambda: fake, "host_sampler": lambda: HOST}
+    return CliRunner().invoke(cli, list(args), obj=obj, prog_name="sipmediagw")
+
+
+@pytest.mark.parametrize("command", [[]] + [[c] for c in COMMANDS])
+def test_help_everywhere_with_an_example(command):
+    for flag in ("-h", "--help"):
+        result = CliRunner().invoke(cli, command + [flag])
+        assert result.exit_code == 0 and "Usage:" in result.output
+        assert "Example:" in result.output and "sipmediagw " in result.output.split("Example:")[1]
+
+
+def test_version():
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_launch_then_status_then_logs_then_stop(env):
+    fake = FakeDocker()
+    launched = invoke(fake, "launch", "-r", "room1", "-g", "gw-a")
+    assert launched.exit_code == 0, launched.output
+    assert "call: sip:gw1@h" in launched.stdout and "[sipmediagw] ready" in launched.stderr
+    [container] = fake.containers_by_id.values()
+    uid, mode, content = container.files["/run/secrets/sipmediagw-account"]
+    assert (uid, mode, content) == (10001, 0o400, b"<sip:gw1@h>;auth_pass=SECRET1\n")
+    assert "SECRET" not in json.dumps(container.attrs)
+
+    status = invoke(fake, "status", "--json")
+    assert status.exit_code == 0, status.output
+    data = json.loads(status.stdout)
+    [gw] = data["gateways"]
+    assert {k: gw[k] for k in ("name", "state", "room", "platform", "sip_uri", "slot", "media")} == {
+        "name": "gw-a", "state": "ready", "room": "room1", "platform": "janus", "sip_uri": "sip:gw1@h", "slot": 0,
+        "media": "userspace"}
+    assert gw["cpu_percent"] == 40.0 and gw["memory"] == 300 * 1024**2
+    assert (data["free_slots"], data["free_accounts"]) == (1, 1)
+
+    table = invoke(fake, "status")
+    assert "gw-a" in table.stdout and "sip:gw1@h" in table.stdout and "free slots: 1" in table.stdout
+    assert "300.0 MiB" in table.stdout
+
+    logs = invoke(fake, "logs", "gw-a", "--tail", "1")
+    assert logs.exit_code == 0 and logs.stdout == "[t] baresip: auth_pass=***\n"
+
+    stopped = invoke(fake, "stop", "gw-a")
+    assert stopped.exit_code == 0 and fake.stopped == [("sipmediagw-gw-a", 20)]
+    assert fake.containers_by_id == {}
+
+
+def test_second_launch_takes_the_next_slot_and_account(env):
+    fake = FakeDocker()
+    assert invoke(fake, "launch", "-r", "r", "-g", "a", "--no-wait").exit_code == 0
+    second = invoke(fake, "launch", "-r", "r", "-g", "b", "--no-wait")
+    assert "slot 1" in second.stdout and "call: sip:gw2@h" in second.stdout
+    third = invoke(fake, "launch", "-r", "r", "-g", "c", "--no-wait")
+    assert third.exit_code == 3 and "no free SIP account" in third.stderr
+    assert len(fake.containers_by_id) == 2
+
+
+def test_launch_same_name_twice(env):
+    fake = FakeDocker()
+    assert invoke(fake, "launch", "-r", "r", "-g", "a").exit_code == 0
+    again = invoke(fake, "launch", "-r", "r", "-g", "a")
+    assert again.exit_code == 5 and "already exists" in again.stderr
+
+
+@pytest.mark.parametrize("args,code,needle", [
+    (["-r", "bad room", "-g", "a"], 2, "invalid room name"),
+    (["-r", "r", "-g", "bad/name"], 2, "invalid gateway name"),
+    (["-r", "r", "-g", "a", "--platform", "zoom"], 2, "unknown platform 'zoom'"),
+    (["-r", "r", "-g", "a", "--domain", "ftp://x"], 2, "invalid conferencing service URL"),
+    (["-r", "r", "-g", "a", "--accounts", "/nonexistent"], 2, "does not exist"),
+    (["-r", "r", "-g", "a", "--media", "kernel"], 3, "kernel media mode needs"),
+    (["-r", "r", "-g", "a", "--image", "other:tag"], 6, "image other:tag not found"),
+    (["-r", "r"], 2, "Missing option"),
+])
+def test_launch_refuses_bad_input_and_starts_nothing(env, args, code, needle):
+    fake = FakeDocker()
+    result = invoke(fake, "launch", *args)
+    assert result.exit_code == code, result.output
+    assert needle in result.stderr
+    assert fake.containers_by_id == {}
+
+
+def test_malformed_accounts_file_names_file_and_line(env):
+    (env / "accounts").write_text("# ok\n<sip:gw1@h>\nnot an account auth_pass=SECRET\n")
+    result = invoke(FakeDocker(), "launch", "-r", "r", "-g", "a")
+    assert result.exit_code == 2 and f"{env / 'accounts'}:3:" in result.stderr
+    assert "SECRET" not in result.stderr
+
+
+def test_docker_unreachable(env):
+    def broken():
+        raise DockerUnavailable("cannot reach the Docker daemon")
+    result = CliRunner().invoke(cli, ["status"], obj={"docker_factory": broken})
+    assert result.exit_code == 6 and "cannot reach the Docker daemon" in result.stderr
+
+
+def test_stop_unknown_and_usage(env):
+    fake = FakeDocker()
+    assert invoke(fake, "stop", "ghost").exit_code == 4
+    assert invoke(fake, "stop").exit_code == 2
+    assert invoke(fake, "stop", "x", "--all").exit_code == 2
+
+
+def test_stop_all(env):
+    fake = FakeDocker()
+    for name in ("a", "b"):
+        invoke(fake, "launch", "-r", "r", "-g", name, "--no-wait")
+    result = invoke(fake, "stop", "--all", "--timeout", "5")
+    assert result.exit_code == 0 and "stopped 2 gateway(s)" in result.stdout
+    assert sorted(fake.stopped) == [("sipmediagw-a", 5), ("sipmediagw-b", 5)] and fake.containers_by_id == {}
+
+
+def test_status_shows_exited_gateway_and_frees_it(env):
+    fake = FakeDocker()
+    invoke(fake, "launch", "-r", "r", "-g", "a")
+    next(iter(fake.containers_by_id.values())).status = "exited"  # killed from outside
+    data = json.loads(invoke(fake, "status", "--json").stdout)
+    assert data["gateways"][0]["state"] == "exited" and (data["free_slots"], data["free_accounts"]) == (2, 2)
+
+
+def test_logs_err_and_missing(env):
+    fake = FakeDocker()
+    invoke(fake, "launch", "-r", "r", "-g", "a")
+    (env / "logs" / "a" / "err.log").write_text("[t] baresip: 403 stunpass=LEAK\n")
+    err = invoke(fake, "logs", "a", "--err")
+    assert err.exit_code == 0 and err.stdout == "[t] baresip: 403 stunpass=***\n"
+    assert invoke(fake, "logs", "nobody").exit_code == 4
+
+
+def test_logs_after_the_container_is_gone(env):
+    fake = FakeDocker()
+    invoke(fake, "launch", "-r", "r", "-g", "a")
+    invoke(fake, "stop", "a")
+    result = invoke(fake, "logs", "a")
+    assert result.exit_code == 0 and "gateway: ready" in result.stdout
+
+
+def test_doctor_reports_and_exits_by_health(env):
+    healthy = invoke(FakeDocker(), "doctor")
+    assert healthy.exit_code == 0, healthy.output
+    assert "[ ok ] accounts: 2 SIP account(s)" in healthy.stdout
+    assert "modprobe snd-aloop" in healthy.stdout  # devices missing: warning with the fix
+    assert "=> 2 gateway(s) can run on this host (userspace media)" in healthy.stdout
+    sick = invoke(FakeDocker(images=()), "doctor")
+    assert sick.exit_code == 1 and "[FAIL] image" in sick.stdout and "sipmediagw build" in sick.stdout
+
+
+def test_doctor_with_kernel_devices(env):
+    result = invoke(FakeDocker(), "doctor", "--sysroot", str(FIXTURES / "sysroot-4slots"))
+    assert "-> 4 kernel slot(s)" in result.stdout and "=> 2 gateway(s) can run on this host (kernel media)" in result.stdout
+
+
+def test_env_overrides_config_and_flag_overrides_env(env, monkeypatch):
+    monkeypatch.setenv("SIPMEDIAGW_BASE_URL", "ftp://from-env")
+    result = invoke(FakeDocker(), "launch", "-r", "r", "-g", "a")
+    assert result.exit_code == 2 and "ftp://from-env" in result.stderr
+    result = invoke(FakeDocker(), "launch", "-r", "r", "-g", "a", "--domain", "https://flag.example.org")
+    assert result.exit_code == 0, result.output
+
+
+def test_build_arguments_are_validated(env):
+    result = invoke(FakeDocker(), "build", "--build-arg", "NOEQUALS")
+    assert result.exit_code == 2 and "expected KEY=VALUE" in result.stderr
+    result = invoke(FakeDocker(), "build", "--path", str(env))
+    assert result.exit_code == 2 and "no Dockerfile" in result.stderr

@@ -1,0 +1,141 @@
+"""Launch pieces that need no daemon: the container's configuration, URL/platform checks, the readiness wait."""
+
+from pathlib import Path
+
+import pytest
+
+from sipmediagw import labels
+from sipmediagw.accounts import parse_account_line
+from sipmediagw.allocator import Allocation
+from sipmediagw.devices import discover
+from sipmediagw.errors import LaunchFailed, ValidationError
+from sipmediagw.launcher import (LaunchRequest, container_config, normalise_base_url, prepare_log_folder,
+                                 validate_platform, wait_ready)
+from sipmediagw.settings import Settings
+from sipmediagw.state import ComponentState, ComponentStatus, GatewayState, GatewayStatus, write_state
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+ACCOUNT = parse_account_line("<sip:gw1@sip.example.org;transport=tcp>;auth_pass=TOPSECRET;stunpass=ALSOSECRET")
+
+
+def settings(tmp_path: Path, **kw) -> Settings:
+    return Settings(logs_dir=tmp_path / "logs", browsing_dir=tmp_path, baresip_dir=tmp_path, **kw)
+
+
+def test_container_config_follows_the_contract(tmp_path):
+    create, host = container_config(settings(tmp_path), LaunchRequest("My_GW", "room1"),
+                                    Allocation("userspace", 2, ACCOUNT, None), "https://meet.example.org")
+    assert create["name"] == "sipmediagw-x---4dy-5f-47-57" and create["stop_timeout"] == 20
+    assert create["labels"][labels.MANAGED] == "true" and create["labels"][labels.SLOT] == "2"
+    assert create["labels"][labels.ACCOUNT] == "sip:gw1@sip.example.org"
+    assert create["labels"][labels.GATEWAY] == "My_GW" and create["labels"][labels.MEDIA] == "userspace"
+    env = create["environment"]
+    assert env["SIPMEDIAGW_BASE_URL"] == "https://meet.example.org" and env["SIPMEDIAGW_ROOM"] == "room1"
+    assert env["SIPMEDIAGW_ACCOUNT_FILE"] == "/run/secrets/sipmediagw-account"
+    assert host["init"] is True and host["shm_size"] == "256m" and host["cap_drop"] == ["ALL"]
+    assert host["security_opt"] == ["no-new-privileges"] and "devices" not in host
+    # browsing and baresip share one host folder here: both mounts must still be there
+    assert host["binds"] == [f"{(tmp_path / 'logs' / 'My_GW').resolve()}:/var/log/sipmediagw:rw",
+                             f"{tmp_path.resolve()}:/opt/sipmediagw/browsing:ro",
+                             f"{tmp_path.resolve()}:/opt/sipmediagw/baresip:ro"]
+    assert "SECRET" not in repr((create, host))
+
+
+def test_kernel_mode_maps_the_slot_devices(tmp_path):
+    slot = discover(FIXTURES / "sysroot-4slots").slots[1]
+    create, host = container_config(settings(tmp_path), LaunchRequest("gw", "r"),
+                                    Allocation("kernel", 1, ACCOUNT, slot), "https://x")
+    assert create["environment"]["SIPMEDIAGW_ALSA_CARDS"] == "2,3"
+    assert "/dev/video1:/dev/video0:rwm" in host["devices"]
+    assert "/dev/snd/controlC3:/dev/snd/controlC3:rwm" in host["devices"]
+
+
+@pytest.mark.parametrize("given,expected", [("meet.example.org", "https://meet.example.org"),
+                                            ("http://127.0.0.1:8088/", "http://127.0.0.1:8088")])
+def test_normalise_base_url(given, expected):
+    assert normalise_base_url(given) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "ftp://x", "https://user:pw@x", "https://", "https://a b"])
+def test_bad_base_urls(bad):
+    with pytest.raises(ValidationError):
+        normalise_base_url(bad)
+
+
+def test_platform_must_have_a_driver(tmp_path):
+    (tmp_path / "jitsi.py").write_text("")
+    assert validate_platform("jitsi", tmp_path) == "jitsi"
+    with pytest.raises(ValidationError, match="unknown platform 'zoom'.*available: jitsi"):
+        validate_platform("zoom", tmp_path)
+    with pytest.raises(ValidationError, match="invalid platform"):
+        validate_platform("../x", tmp_path)
+
+
+def test_prepare_log_folder_drops_a_stale_state_file(tmp_path):
+    folder = tmp_path / "gw"
+    write_state(folder, GatewayStatus("gw", GatewayState.READY))
+    prepare_log_folder(folder)
+    assert folder.is_dir() and not (folder / "state.json").exists()
+
+
+class FakeContainer:
+    """Container whose status follows a script; each reload() advances it and may write a state file."""
+
+    name = "sipmediagw-gw"
+
+    def __init__(self, steps, folder):
+        self.steps, self.folder, self.status = list(steps), folder, "created"
+        self.attrs = {"State": {"Status": "created", "ExitCode": 0}}
+
+    def reload(self):
+        if self.steps:
+            self.status, state = self.steps.pop(0)
+            self.attrs["State"] = {"Status": self.status, "ExitCode": 3 if self.status == "exited" else 0}
+            if state:
+                write_state(self.folder, state)
+
+    def logs(self, tail):
+        return b"docker says hello auth_pass=LEAK\n"
+
+
+def status(state, **kw):
+    return GatewayStatus("gw", state, components={"baresip": ComponentStatus(ComponentState.STARTING)}, **kw)
+
+
+def run_wait(container, folder, timeout=100.0):
+    said = []
+    ticks = iter(range(10_000))
+    wait_ready(container, folder, timeout, said.append, clock=lambda: next(ticks), sleep=lambda s: None)
+    return said
+
+
+def test_wait_ready_reports_progress_then_returns(tmp_path):
+    steps = [("running", None), ("running", status(GatewayState.STARTING)),
+             ("running", status(GatewayState.READY, sip_uri="sip:gw1@h"))]
+    said = run_wait(FakeContainer(steps, tmp_path), tmp_path)
+    assert said == ["container started, waiting for its state file", "starting (waiting for baresip)",
+                    "ready (sip:gw1@h)"]
+
+
+def test_wait_ready_fails_at_once_on_error_state_with_logs_and_hint(tmp_path):
+    (tmp_path / "err.log").write_text("[t] baresip: 401 Unauthorized auth_pass=LEAK\n")
+    steps = [("running", status(GatewayState.ERROR, last_error="registration failed"))]
+    with pytest.raises(LaunchFailed) as caught:
+        run_wait(FakeContainer(steps, tmp_path), tmp_path)
+    text = str(caught.value)
+    assert "reported error: registration failed" in text and "401 Unauthorized" in text and "hint:" in text
+    assert "LEAK" not in text and "auth_pass=***" in text
+
+
+def test_wait_ready_fails_when_the_container_exits(tmp_path):
+    with pytest.raises(LaunchFailed) as caught:
+        run_wait(FakeContainer([("exited", None)], tmp_path), tmp_path)
+    text = str(caught.value)
+    assert "exited before it was ready" in text and "exit_code=3" in text
+    assert "docker says hello" in text and "LEAK" not in text  # no log files: docker logs are shown instead
+
+
+def test_wait_ready_times_out(tmp_path):
+    steps = [("running", status(GatewayState.STARTING))] * 50
+    with pytest.raises(LaunchFailed, match="not ready after 5 s"):
+        run_wait(FakeContainer(steps, tmp_path), tmp_path, timeout=5)
