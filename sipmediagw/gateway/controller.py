@@ -120,15 +120,26 @@ class Controller:
             self.on_change()
 
     def sync_registration(self) -> bool:
-        """Ask baresip (``reginfo``) whether the account is registered: REGISTER_OK sent before we connected is lost."""
+        """Ask baresip (``reginfo``) whether the account is registered; call it right after connecting.
+
+        baresip registers at start-up, before the supervisor connects, so that first REGISTER_OK/REGISTER_FAIL
+        event is never seen. reginfo shows ``OK`` or ``ERR`` per account (without the SIP status code).
+        """
         try:
             data = strip_ansi(str(self.control.reginfo().get("data", "")))
         except BaresipControlError as exc:
             self._log.warning("reginfo failed: %s", exc)
             return self.registered
-        registered = any(re.search(r"\bOK\b", line) for line in data.splitlines() if "sip" in line)
-        if registered != self.registered:
-            self.registered = registered
+        lines = [line for line in data.splitlines() if "sip" in line]
+        registered = any(re.search(r"\bOK\b", line) for line in lines)
+        failed = not registered and any(re.search(r"\bERR\b", line) for line in lines)
+        changed = registered != self.registered
+        self.registered = registered
+        if registered and self.register_reason is not None:
+            self.register_reason, changed = None, True
+        elif failed and self.register_reason is None:
+            self.register_reason, changed = "registration failed (reginfo: ERR, see the baresip log)", True
+        if changed:
             self.on_change()
         return registered
 

@@ -212,8 +212,12 @@ def test_sync_registration_reads_reginfo() -> None:
     controller, _, _, changes = make(control=control)
     control.reginfo_data = "\n--- User Agents (1) ---\n> sip:gw@example.org  \x1b[32mOK \x1b[;m\n"
     assert controller.sync_registration() is True and controller.registered and len(changes) == 1
-    control.reginfo_data = "\n--- User Agents (1) ---\n> sip:gw@example.org  \x1b[31mERR\x1b[;m\n"
+    control.reginfo_data = "\n--- User Agents (1) ---\n> sip:gw@example.org  \x1b[31mERR\x1b[;m kam Expires 0s\n"
     assert controller.sync_registration() is False
+    assert not controller.registered and "ERR" in (controller.register_reason or "")
+    control.reginfo_data = "\n--- User Agents (1) ---\n> sip:gw@example.org                \n"  # regint=0
+    controller.register_reason = None
+    assert controller.sync_registration() is False and controller.register_reason is None
 
 
 def test_pump_handles_queued_events_in_another_thread_order() -> None:

@@ -1,0 +1,59 @@
+"""Real baresip registering at the test-bed's real Kamailio: REGISTER_OK / REGISTER_FAIL drive the controller."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from sipmediagw.gateway.controller import Controller
+from sipmediagw.testbed.kamailio import Kamailio
+
+from test_baresip_real import LOOPBACK, WAIT, RecordingRoom, _free_ports, spawn  # noqa: F401 (fixture)
+
+PASSWORD = "gw-Secret-42"
+
+
+@pytest.fixture
+def registrar(tmp_path: Path):  # type: ignore[no-untyped-def]
+    if shutil.which("kamailio") is None:
+        pytest.fail("kamailio is not installed: apt-get install kamailio")
+    with Kamailio(domain=LOOPBACK, listen=[LOOPBACK], port=_free_ports(2), workdir=tmp_path / "kamailio",
+                  users={"gw": PASSWORD}) as kamailio:
+        yield kamailio
+
+
+def account(password: str, port: int) -> str:
+    return (f'<sip:gw@{LOOPBACK}>;auth_pass={password};outbound="sip:{LOOPBACK}:{port};transport=udp";'
+            "regint=60")
+
+
+def pump_until(controller: Controller, condition, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, f"gateway not {what} within {WAIT}s"
+        controller.pump(0.2)
+
+
+def test_register_ok_makes_the_gateway_registered_and_reginfo_agrees(spawn, registrar) -> None:  # type: ignore
+    gateway = spawn("gw", account(PASSWORD, registrar.port))
+    controller = Controller(gateway.control, RecordingRoom(), lambda: None)  # type: ignore[arg-type]
+    pump_until(controller, lambda: controller.registered or controller.sync_registration(), "registered")
+    assert registrar.registered("gw")
+    assert controller.sync_registration() is True  # the reginfo text of a registered account is understood
+    assert PASSWORD not in gateway.log_path.read_text(errors="replace")
+
+
+def test_register_fail_is_reported_with_its_reason(spawn, registrar) -> None:  # type: ignore
+    gateway = spawn("gw", account("wrong-password", registrar.port))
+    controller = Controller(gateway.control, RecordingRoom(), lambda: None)  # type: ignore[arg-type]
+    # the first REGISTER_FAIL happens before we connect: reginfo must reveal it
+    def failure_known() -> bool:
+        controller.sync_registration()
+        return controller.register_reason is not None
+
+    pump_until(controller, failure_known, "told the registration failed")
+    assert not controller.registered and not registrar.registered("gw")
+    assert "401 Unauthorized" in gateway.tail()
