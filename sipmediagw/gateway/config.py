@@ -50,6 +50,7 @@ class GatewayConfig:
     sip_port: int = 5060
     ctrl_port: int = 4444
     run_dir: Path = Path("/tmp/sipmediagw")
+    display_base: int = 0  # room display :N, caller display :N+1 (change to run a gateway outside a container)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "GatewayConfig":
@@ -115,6 +116,7 @@ class GatewayConfig:
             sip_port=_int("SIP_PORT", get("SIP_PORT", "5060"), 1, 65534),  # type: ignore[arg-type]
             ctrl_port=_int("CTRL_PORT", get("CTRL_PORT", "4444"), 1, 65535),  # type: ignore[arg-type]
             run_dir=Path(get("RUN_DIR", "/tmp/sipmediagw")),  # type: ignore[arg-type]
+            display_base=_int("DISPLAY_BASE", get("DISPLAY_BASE", "0"), 0, 5000),  # type: ignore[arg-type]
         )
 
 
@@ -128,6 +130,7 @@ def read_account_file(path: Path) -> tuple[str, str]:
         raise ConfigError(f"{path}: account file not readable by uid {os.getuid()}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: account file is not UTF-8 text") from None
+    found: tuple[str, str] | None = None
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -139,7 +142,11 @@ def read_account_file(path: Path) -> tuple[str, str]:
             raise FileLineError(str(path), number, "unterminated <sip:...> address")
         for _key, value in _SECRET_PARAM.findall(line):
             add_secret(value)
-        return line, match["uri"]
+        if found is not None:
+            raise FileLineError(str(path), number, "more than one account line (one gateway = one account)")
+        found = (line, match["uri"])
+    if found is not None:
+        return found
     raise ConfigError(f"{path}: no account line (file is empty or only comments)")
 
 

@@ -26,6 +26,7 @@ HANGUP_TIMEOUT = 5.0  # seconds to wait for CALL_CLOSED after our BYE
 HEARTBEAT = 5.0  # the state file is rewritten at least this often (the HEALTHCHECK treats a stale file as hung)
 LIVENESS_INTERVAL = 2.0  # probing Chromium costs a WebDriver round trip: not on every loop turn
 REGISTRATION_RESYNC = 5.0  # while unregistered, ask baresip (reginfo) this often
+CONTROL_RECONNECT_TIMEOUT = 5.0
 MAX_RECOVERIES = 3  # restarts of a recoverable component within RECOVERY_WINDOW before giving up
 RECOVERY_WINDOW = 300.0
 
@@ -223,6 +224,8 @@ class Supervisor:
                 last_liveness = now
             if not self._check_components(thorough):
                 return
+            if getattr(self.controller, "control_lost", False):
+                self._reconnect_control()
             if self.once and self.controller.done:
                 self._log.info("call over and once mode: exiting")
                 return
@@ -249,6 +252,21 @@ class Supervisor:
             self._fail(f"{component.name}: {reason}")
             return False
         return True
+
+    def _reconnect_control(self) -> None:
+        """baresip is alive but its ctrl_tcp connection dropped (ctrl_tcp keeps one client: a second one evicts us)."""
+        controller = self.controller
+        assert controller is not None
+        self._log.warning("ctrl_tcp connection lost while baresip runs: reconnecting")
+        try:
+            controller.control.connect(CONTROL_RECONNECT_TIMEOUT)
+        except Exception as exc:
+            self._log.warning("ctrl_tcp reconnect failed: %s", exc)
+            return
+        controller.control_lost = False  # type: ignore[attr-defined]
+        controller.error = None
+        controller.sync_registration()
+        self._write(force=True)
 
     def _may_recover(self, name: str) -> bool:
         now = time.monotonic()

@@ -70,6 +70,9 @@ class FakeControl:
     def __init__(self, events: list[str]) -> None:
         self.events = events
 
+    def connect(self, timeout: float) -> None:
+        self.events.append("control connect")
+
     def quit(self) -> None:
         self.events.append("baresip quit")
 
@@ -92,6 +95,7 @@ class FakeController:
         self.calls = 0
         self.done = False
         self.error: str | None = None
+        self.control_lost = False
         self.turns = 0
 
     def pump(self, timeout: float) -> Any:
@@ -336,3 +340,22 @@ def test_function_component_wraps_exceptions_as_component_failures() -> None:
     alive[0] = False
     assert not comp.alive()
     assert comp.status == ComponentStatus(ComponentState.ERROR, "stopped responding")
+
+
+def test_lost_control_connection_is_reconnected_while_baresip_runs(tmp_path: Path) -> None:
+    seen: list[Any] = []
+
+    def script(ctl: FakeController) -> None:
+        if ctl.turns == 2:
+            ctl.control_lost, ctl.registered = True, False  # what Controller does on CTRL_DISCONNECTED
+        elif ctl.turns == 3:
+            seen.append(read_state(tmp_path).state)
+            ctl.registered = True  # sync_registration after the reconnect finds the account registered
+        elif ctl.turns == 5:
+            seen.append(read_state(tmp_path).state)
+            sup.request_stop(signal.SIGTERM)
+
+    sup, events, holder = make(tmp_path, names("baresip"), script)
+    assert sup.run() == 0
+    assert events.count("control connect") == 1 and holder["c"].control_lost is False
+    assert seen == [GatewayState.STARTING, GatewayState.READY]

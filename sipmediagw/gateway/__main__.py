@@ -1,0 +1,264 @@
+"""``python3 -m sipmediagw.gateway``: the container entrypoint. Reads the config, wires the real components, runs the
+Supervisor.
+
+Wiring (docs/container.md): Xvfb :web (the room, grabbed by baresip) -> Xvfb :sip (baresip draws the caller's video)
+-> PulseAudio (MediaPlan script) -> baresip (config rendered from the baresip/ templates) -> camera (MJPEG relay in
+userspace mode, ffmpeg into /dev/video0 in kernel mode) -> Chromium pre-warmed on about:blank.
+Everything that can be refused (config, account file, room driver, baresip template) is checked before anything is
+started, so bad input never leaves a half-started gateway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+from ..errors import SipMediaGwError
+from ..room import Room, load_room_driver
+from ..state import GatewayState, GatewayStatus, write_state
+from .baresip import BaresipControl, baresip_argv, render_baresip_config
+from .config import GatewayConfig
+from .controller import Controller
+from .logs import get_logger, line_sink, setup_logging
+from .media import KERNEL, ROOM_MIC, MediaPlan
+from .process import ManagedProcess
+from .supervisor import Component, FunctionComponent, Supervisor
+
+XVFB_READY_TIMEOUT = 15.0
+PULSE_READY_TIMEOUT = 15.0
+BARESIP_READY_TIMEOUT = 20.0
+CAMERA_READY_TIMEOUT = 20.0
+BROWSER_READY_TIMEOUT = 90.0  # Chromium's first start on a busy 2-core CI machine
+CONTROL_CONNECT_TIMEOUT = 10.0
+X11_SOCKET_DIR = Path("/tmp/.X11-unix")
+
+
+def _unix_socket_accepts(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+        return True
+
+
+def _tcp_port_accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+    except OSError:
+        return False
+    return True
+
+
+def default_interface() -> str | None:
+    """The first non-loopback interface that is up (eth0 in a container): baresip needs it for its SDP address."""
+    try:
+        names = sorted(os.listdir("/sys/class/net"))
+    except OSError:
+        return None
+    for name in names:
+        if name == "lo":
+            continue
+        try:
+            state = Path(f"/sys/class/net/{name}/operstate").read_text().strip()
+        except OSError:
+            continue
+        if state in ("up", "unknown"):
+            return name
+    return None
+
+
+def xvfb(name: str, display: int, size: tuple[int, int]) -> ManagedProcess:
+    """An Xvfb server on `display`; ready when its X socket accepts connections."""
+    return ManagedProcess(
+        name,
+        ["Xvfb", f":{display}", "-screen", "0", f"{size[0]}x{size[1]}x24", "-nolisten", "tcp", "-noreset"],
+        log=line_sink(name),
+        ready=lambda: _unix_socket_accepts(X11_SOCKET_DIR / f"X{display}"),
+    )
+
+
+def pulseaudio(plan: MediaPlan, run_dir: Path) -> ManagedProcess:
+    """Per-user PulseAudio running the plan's script; ready when the room microphone source exists."""
+    script = run_dir / "gateway.pa"
+    script.write_text(plan.pulse_script(), encoding="utf-8")
+
+    def ready() -> bool:
+        out = subprocess.run(
+            ["pactl", "-s", plan.pulse_server, "list", "short", "sources"],
+            capture_output=True, text=True, timeout=5, check=False,
+        ).stdout
+        return any(line.split("\t")[1:2] == [ROOM_MIC] for line in out.splitlines())
+
+    return ManagedProcess(
+        "pulseaudio",
+        plan.pulse_argv(script),
+        env={"XDG_RUNTIME_DIR": str(run_dir / "xdg")},
+        log=line_sink("pulseaudio"),
+        ready=ready,
+    )
+
+
+class BrowserSlot:
+    """The room side as one recoverable component: a fresh Browser on each start, and the RoomSession the call
+    controller uses (it always talks to the current browser, so a restart is invisible to the controller)."""
+
+    def __init__(self, config: GatewayConfig, plan: MediaPlan, room_cls: type[Room], display: str,
+                 camera_url: Callable[[], str | None]) -> None:
+        self.config = config
+        self.plan = plan
+        self.room_cls = room_cls
+        self.display = display
+        self.camera_url = camera_url
+        self.browser = None
+        self.session = None
+
+    def start(self) -> None:
+        """Start Chromium pre-warmed on about:blank."""
+        from .browser import Browser, BrowserRoomSession  # selenium is imported only when a browser is needed
+
+        browser = Browser(
+            display=self.display,
+            env=self.plan.browser_env(),
+            camera_url=self.camera_url(),
+            camera_size=self.config.camera_size,
+            log=line_sink("chromium"),
+            insecure_origins=self.config.insecure_origins,
+            window_size=self.config.video_size,
+            fps=self.config.fps,
+        )
+        browser.start()
+        self.browser = browser
+        self.session = BrowserRoomSession(browser, self.room_cls, self.config.base_url, self.config.room)
+
+    def alive(self) -> bool:
+        """Chromium runs and answers WebDriver."""
+        return self.browser is not None and self.browser.alive()
+
+    def stop(self) -> None:
+        """Quit Chromium (also after a crash)."""
+        browser, self.browser, self.session = self.browser, None, None
+        if browser is not None:
+            browser.quit()
+
+    # RoomSession
+    def join(self, display_name: str) -> None:
+        """Enter the room (controller.RoomSession)."""
+        if self.session is None:
+            raise RuntimeError("browser not running")
+        self.session.join(display_name)
+
+    def leave(self) -> None:
+        """Leave the room (controller.RoomSession)."""
+        if self.session is not None:
+            self.session.leave()
+
+
+def build(config: GatewayConfig, room_cls: type[Room]) -> tuple[list[tuple[Component, float]], Callable]:
+    """The real components in start order (with ready timeouts) and the controller factory."""
+    run_dir = config.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (run_dir / "xdg").mkdir(exist_ok=True, mode=0o700)
+    if not X11_SOCKET_DIR.is_dir():
+        X11_SOCKET_DIR.mkdir(parents=True, exist_ok=True)
+        X11_SOCKET_DIR.chmod(0o1777)
+    web_display, sip_display = config.display_base, config.display_base + 1
+    plan = MediaPlan(
+        config.media, run_dir / "pulse.sock", camera_size=config.camera_size, fps=config.fps,
+        alsa_cards=config.alsa_cards, video_device=config.video_device,
+    )
+    baresip_dir = render_baresip_config(
+        config.baresip_dir, run_dir / "baresip",
+        account_line=config.account_line,
+        audio_player=plan.audio_player,
+        audio_source=plan.audio_source,
+        video_source=f"x11grab,:{web_display}",
+        video_display="x11,nil",
+        video_size=config.video_size,
+        fps=config.fps,
+        sip_port=config.sip_port,
+        ctrl_port=config.ctrl_port,
+        net_interface=config.net_interface or default_interface(),
+    )
+    baresip = ManagedProcess(
+        "baresip",
+        baresip_argv(baresip_dir),
+        env={"DISPLAY": f":{sip_display}", "PULSE_SERVER": plan.pulse_server},
+        log=line_sink("baresip"),
+        ready=lambda: _tcp_port_accepts(config.ctrl_port),
+        stop_timeout=5.0,
+    )
+    camera: Component
+    relay = None
+    if config.media == KERNEL:
+        camera = ManagedProcess("camera", plan.camera_argv(f":{sip_display}", config.sip_display_size),
+                                log=line_sink("camera"), stop_timeout=3.0)
+    else:
+        from .mjpeg import MjpegRelay
+
+        relay = MjpegRelay(display=f":{sip_display}", size=config.camera_size, fps=config.fps,
+                           log=line_sink("camera"))
+        camera = FunctionComponent("camera", start=relay.start, stop=relay.stop, alive=relay.alive,
+                                   wait_ready=relay.wait_frame)
+    slot = BrowserSlot(config, plan, room_cls, f":{web_display}",
+                       camera_url=lambda: relay.url if relay is not None else None)
+    browser = FunctionComponent("browser", start=slot.start, stop=slot.stop, alive=slot.alive, recoverable=True)
+
+    def make_controller(on_change: Callable[[], None]) -> Controller:
+        control = BaresipControl(port=config.ctrl_port)
+        control.connect(CONTROL_CONNECT_TIMEOUT)
+        return Controller(control, slot, on_change, once=config.once, default_display_name=config.display_name)
+
+    components: list[tuple[Component, float]] = [
+        (xvfb("xvfb-web", web_display, config.video_size), XVFB_READY_TIMEOUT),
+        (xvfb("xvfb-sip", sip_display, config.sip_display_size), XVFB_READY_TIMEOUT),
+        (pulseaudio(plan, run_dir), PULSE_READY_TIMEOUT),
+        (baresip, BARESIP_READY_TIMEOUT),
+        (camera, CAMERA_READY_TIMEOUT),
+        (browser, BROWSER_READY_TIMEOUT),
+    ]
+    return components, make_controller
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one gateway until SIGTERM (exit 0), a fatal component failure (1) or bad configuration (2)."""
+    parser = argparse.ArgumentParser(prog="python3 -m sipmediagw.gateway", description=__doc__.splitlines()[0])
+    parser.add_argument("--once", action="store_true", help="exit after the first call (same as SIPMEDIAGW_ONCE=1)")
+    args = parser.parse_args(argv)
+    env = dict(os.environ)
+    if args.once:
+        env["SIPMEDIAGW_ONCE"] = "1"
+    log_dir = Path(env.get("SIPMEDIAGW_LOG_DIR") or "/var/log/sipmediagw")
+    try:
+        setup_logging(log_dir)
+    except OSError as exc:
+        print(f"sipmediagw: cannot write logs in {log_dir}: {exc}", file=sys.stderr)
+        return 2
+    log = get_logger("supervisor")
+    status = GatewayStatus(gateway=env.get("SIPMEDIAGW_GATEWAY") or socket.gethostname())
+    try:
+        config = GatewayConfig.from_env(env)
+        status = GatewayStatus(gateway=config.gateway, sip_uri=config.sip_uri, room=config.room,
+                               platform=config.platform, media=config.media)
+        room_cls = load_room_driver(config.platform, config.browsing_dir)
+        components, make_controller = build(config, room_cls)
+    except SipMediaGwError as exc:
+        log.error("configuration error: %s", exc)
+        status.set_state(GatewayState.ERROR)
+        status.last_error = str(exc)
+        write_state(log_dir, status)
+        return exc.exit_code
+    log.info("gateway %s: %s -> %s room %r (%s media)", config.gateway, config.sip_uri, config.platform,
+             config.room, config.media)
+    return Supervisor(status=status, log_dir=log_dir, components=components, make_controller=make_controller,
+                      once=config.once).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
