@@ -43,6 +43,26 @@ EXIT_CODES: list[tuple[int, str]] = [
     (LaunchFailed.exit_code, "the gateway started but never became ready; it was removed (state + logs printed)"),
 ]
 
+#: one line per setting, for docs/cli.md (a test checks every Settings field is described)
+SETTING_DOCS: dict[str, tuple[str, str]] = {
+    "image": ("sipmediagw:latest", "gateway image (`--image`)"),
+    "platform": ("janus", "driver module in browsing/ (`--platform`)"),
+    "base_url": ("(none: required)", "conferencing service base URL (`--domain`/`--base-url`)"),
+    "accounts_file": ("<project>/baresip/accounts", "one account line per gateway (`--accounts`)"),
+    "logs_dir": ("<project>/logs", "one log folder per gateway, mounted rw (`--logs-dir`)"),
+    "browsing_dir": ("<project>/browsing", "platform drivers, mounted ro"),
+    "baresip_dir": ("<project>/baresip", "baresip templates, mounted ro"),
+    "sysroot": ("/", "where /proc/asound and /sys are read (`--sysroot`)"),
+    "media": ("auto", "auto, kernel or userspace (`--media`)"),
+    "lock_file": ("/run/lock/sipmediagw.lock (else $TMPDIR)", "host-wide allocation lock (flock)"),
+    "cpu_per_gateway": ("0.7", "cores budgeted per gateway"),
+    "memory_per_gateway": ("512M", "memory budgeted per gateway (512M, 1G, bytes)"),
+    "ready_timeout": ("120", "seconds `launch` waits for ready (`--timeout`)"),
+    "stop_timeout": ("20", "seconds between SIGTERM and SIGKILL (`stop --timeout`)"),
+    "shm_size": ("256m", "/dev/shm size of the container"),
+    "once": ("false", "the gateway exits after its first call (`--once`)"),
+}
+
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
@@ -327,6 +347,19 @@ def cli_reference() -> str:
         "|---|---|",
     ]
     parts += [f"| {code} | {meaning} |" for code, meaning in EXIT_CODES]
+    parts += [
+        "",
+        "## Settings",
+        "",
+        "Built-in defaults < YAML file (`--config FILE`, `$SIPMEDIAGW_CONFIG`, else the first of `./sipmediagw.yaml`, "
+        "`~/.config/sipmediagw/sipmediagw.yaml`, `/etc/sipmediagw/sipmediagw.yaml`) < environment < flags. "
+        "Unknown YAML keys are errors (file:line).",
+        "",
+        "| YAML key | environment | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    parts += [f"| `{key}` | `SIPMEDIAGW_{key.upper()}` | {default} | {meaning} |"
+              for key, (default, meaning) in SETTING_DOCS.items()]
     commands = [[]] + [[name] for name in sorted(cli.commands)]
     for args in commands:
         title = " ".join(["sipmediagw"] + args)
