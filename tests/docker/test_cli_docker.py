@@ -157,3 +157,23 @@ def test_doctor_sees_the_image_and_accounts(make_host):
     assert "[ ok ] docker" in result.stdout
     assert "[ ok ] image" in result.stdout
     assert "[ ok ] accounts: 3 SIP account(s)" in result.stdout
+
+
+def test_build_command_builds_an_image_with_docker_py(docker_client, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tag = "sipmediagw-test-stub:build-check"
+    stub = Path(__file__).parent / "stub"
+    try:
+        result = subprocess.run([sys.executable, "-m", "sipmediagw.cli", "build", "--path", str(stub), "--image", tag,
+                                 "--build-arg", "UNUSED=1"], capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        assert f"built {tag}" in result.stdout and "Step" in result.stderr  # streamed progress
+        assert dockerops.image_present(docker_client, tag)
+    finally:
+        try:
+            docker_client.images.remove(tag)
+        except Exception:
+            pass

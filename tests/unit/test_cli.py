@@ -296,3 +296,19 @@ def test_build_arguments_are_validated(env):
     assert result.exit_code == 2 and "expected KEY=VALUE" in result.stderr
     result = invoke(FakeDocker(), "build", "--path", str(env))
     assert result.exit_code == 2 and "no Dockerfile" in result.stderr
+
+
+def test_follow_yields_appended_text_until_the_gateway_stops(tmp_path):
+    from sipmediagw.cli import _follow
+
+    log = tmp_path / "app.log"
+    log.write_text("old line\n")
+    checks = iter([True, False])
+
+    def alive():
+        # the gateway writes one more line, then stops
+        with open(log, "a") as handle:
+            handle.write("new line\n")
+        return next(checks)
+
+    assert list(_follow(log, alive, interval=0)) == ["new line\n"]
