@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -35,6 +36,7 @@ BARESIP_READY_TIMEOUT = 20.0
 CAMERA_READY_TIMEOUT = 20.0
 BROWSER_READY_TIMEOUT = 90.0  # Chromium's first start on a busy 2-core CI machine
 CONTROL_CONNECT_TIMEOUT = 10.0
+CAMERA_RESTART_GRACE = 10.0
 X11_SOCKET_DIR = Path("/tmp/.X11-unix")
 
 
@@ -54,6 +56,22 @@ def _tcp_port_accepts(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def tolerant(alive: Callable[[], bool], grace: float) -> Callable[[], bool]:
+    """An alive probe that reports death only after `grace` seconds of failing: the MJPEG relay restarts its ffmpeg
+    by itself whenever baresip's video window changes size, and that short gap is not a failure."""
+    failing_since: list[float] = []
+
+    def probe() -> bool:
+        if alive():
+            failing_since.clear()
+            return True
+        if not failing_since:
+            failing_since.append(time.monotonic())
+        return time.monotonic() - failing_since[0] < grace
+
+    return probe
 
 
 def default_interface() -> str | None:
@@ -204,7 +222,8 @@ def build(config: GatewayConfig, room_cls: type[Room]) -> tuple[list[tuple[Compo
 
         relay = MjpegRelay(display=f":{sip_display}", size=config.camera_size, fps=config.fps,
                            log=line_sink("camera"))
-        camera = FunctionComponent("camera", start=relay.start, stop=relay.stop, alive=relay.alive,
+        camera = FunctionComponent("camera", start=relay.start, stop=relay.stop,
+                                   alive=tolerant(relay.alive, CAMERA_RESTART_GRACE),
                                    wait_ready=relay.wait_frame)
     slot = BrowserSlot(config, plan, room_cls, f":{web_display}",
                        camera_url=lambda: relay.url if relay is not None else None)
