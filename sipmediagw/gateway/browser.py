@@ -1,0 +1,370 @@
+"""The room side of the gateway: Chromium driven by Selenium, headful on the room display.
+
+Chromium runs app-like (kiosk) on the Xvfb room display whose pixels baresip sends to the caller, so nothing but the
+room may be visible: no infobars, no first-run bubbles. Its camera and microphone come from :file:`inject.js`, added
+before any page script runs (see docs/rooms.md). Works with Debian's selenium 4.8.3 (in the image) and current
+selenium (host): only APIs both have are used, and the driver path is always given so Selenium Manager never runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+from urllib.parse import urlsplit
+
+import psutil
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+
+from ..room import Room
+from .logs import LogSink
+
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROMIUM = "/usr/bin/chromium"
+INJECT_JS = Path(__file__).with_name("inject.js")
+
+# Features that would make Chromium talk to the Internet, show UI over the room, or block the page from reading the
+# 127.0.0.1 MJPEG camera (Local/Private Network Access checks). Unknown names are ignored by Chromium.
+DISABLED_FEATURES = (
+    "LocalNetworkAccessChecks",
+    "BlockInsecurePrivateNetworkRequests",
+    "PrivateNetworkAccessSendPreflights",
+    "PrivateNetworkAccessRespectPreflightResults",
+    "Translate",
+    "MediaRouter",
+    "OptimizationHints",
+    "AutofillServerCommunication",
+    "CertificateTransparencyComponentUpdater",
+    "InterestFeedContentSuggestions",
+    "DialMediaRouteProvider",
+    "GlobalMediaControls",
+)
+
+
+def insecure_origin(url: str) -> str | None:
+    """The origin of an http:// URL that Chromium would not treat as secure (None for https or localhost)."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        return None
+    if parts.hostname in ("localhost", "127.0.0.1", "::1") or parts.hostname.endswith(".localhost"):
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def chromium_arguments(
+    *,
+    window_size: tuple[int, int],
+    user_data_dir: str,
+    log_file: str | None = None,
+    insecure_origins: Sequence[str] = (),
+    headless: bool = False,
+    extra_args: Sequence[str] = (),
+) -> list[str]:
+    """The Chromium command-line switches of the gateway browser (pure: unit-tested).
+
+    `insecure_origins` are room URLs; the http:// ones that are not localhost are treated as secure origins.
+    """
+    width, height = window_size
+    args = [
+        "--no-sandbox",  # unavoidable in the container without a custom seccomp profile
+        "--test-type",  # suppresses the "unsupported command-line flag" infobar --no-sandbox would show
+        "--kiosk",  # app-like, no tab strip or address bar: the room fills the display
+        "--window-position=0,0",
+        f"--window-size={width},{height}",
+        "--start-fullscreen",
+        f"--user-data-dir={user_data_dir}",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--disable-infobars",
+        "--disable-session-crashed-bubble",
+        "--hide-crash-restore-bubble",
+        "--noerrdialogs",
+        "--disable-notifications",
+        "--disable-translate",
+        "--password-store=basic",
+        "--autoplay-policy=no-user-gesture-required",
+        "--use-fake-ui-for-media-stream",  # grant camera/microphone without a prompt (the devices are real)
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-default-apps",
+        "--disable-sync",
+        "--disable-domain-reliability",
+        "--disable-client-side-phishing-detection",
+        "--disable-breakpad",
+        "--metrics-recording-only",
+        "--no-pings",
+        "--disable-background-timer-throttling",  # the canvas camera is drawn from a timer
+        "--disable-renderer-backgrounding",
+        "--disable-backgrounding-occluded-windows",
+        "--disable-gpu",  # Xvfb has no GPU; software compositing is what runs anyway
+        f"--disable-features={','.join(DISABLED_FEATURES)}",
+    ]
+    if log_file:
+        args += ["--enable-logging", "--log-level=1", f"--log-file={log_file}"]
+    origins = sorted({o for o in map(insecure_origin, insecure_origins) if o})
+    if origins:
+        # getUserMedia needs a secure context: our test Janus is served over http on the Docker bridge address.
+        args.append(f"--unsafely-treat-insecure-origin-as-secure={','.join(origins)}")
+    if headless:
+        args.append("--headless=new")
+    args.extend(extra_args)
+    return args
+
+
+def injection_source(camera_url: str | None, camera_size: tuple[int, int], fps: int = 15) -> str:
+    """inject.js applied to its configuration, ready for Page.addScriptToEvaluateOnNewDocument."""
+    config = {"cameraUrl": camera_url, "cameraSize": list(camera_size), "fps": fps}
+    return INJECT_JS.read_text(encoding="utf-8").rstrip().rstrip(";") + f"({json.dumps(config)});\n"
+
+
+# Chromium complains at length about the D-Bus services a container does not have: harmless, hides real errors.
+_NOISE = re.compile(r"dbus/|bluez_dbus|idle_linux|Floss manager|UPower|PropertiesChanged")
+
+
+class _FileFollower(threading.Thread):
+    """Forwards lines appended to a log file to a LogSink (chromedriver's and Chromium's own log files)."""
+
+    def __init__(self, path: Path, sink: LogSink, stop: threading.Event) -> None:
+        super().__init__(name=f"follow-{path.name}", daemon=True)
+        self.path, self.sink, self.stop = path, sink, stop
+
+    def run(self) -> None:
+        position = 0
+        pending = ""
+        while True:
+            stopping = self.stop.wait(0.5)
+            try:
+                with open(self.path, encoding="utf-8", errors="replace") as handle:
+                    handle.seek(position)
+                    pending += handle.read()
+                    position = handle.tell()
+            except OSError:
+                pass
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                if line.strip() and not _NOISE.search(line):
+                    try:
+                        self.sink(line)
+                    except Exception:
+                        pass
+            if stopping:
+                return
+
+
+class Browser:
+    """Chromium on an X display, pre-warmed on about:blank, with the gateway's camera/microphone injected."""
+
+    def __init__(
+        self,
+        *,
+        display: str,
+        env: Mapping[str, str],
+        camera_url: str | None,
+        camera_size: tuple[int, int] = (640, 360),
+        log: LogSink | None = None,
+        extra_args: Sequence[str] = (),
+        insecure_origins: Sequence[str] = (),
+        window_size: tuple[int, int] = (1280, 720),
+        headless: bool = False,
+        fps: int = 15,
+        chromedriver: str = CHROMEDRIVER,
+        chromium: str = CHROMIUM,
+    ) -> None:
+        self.display = display
+        self.env = dict(env)
+        self.camera_url = camera_url
+        self.camera_size = camera_size
+        self.log = log
+        self.extra_args = list(extra_args)
+        self.insecure_origins = list(insecure_origins)
+        self.window_size = window_size
+        self.headless = headless
+        self.fps = fps
+        self.chromedriver = chromedriver
+        self.chromium = chromium
+        self._driver: Any = None
+        self._workdir: str | None = None
+        self._stop_followers = threading.Event()
+        self._followers: list[_FileFollower] = []
+        self._lock = threading.RLock()  # WebDriver is not thread-safe: the supervisor polls while the controller joins
+
+    @property
+    def driver(self) -> Any:
+        """The Selenium WebDriver (raises if the browser is not started)."""
+        if self._driver is None:
+            raise RuntimeError("browser not started")
+        return self._driver
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Hold this while driving pages from another thread than the one polling alive()."""
+        return self._lock
+
+    def start(self) -> None:
+        """Start Chromium on the display, inject the getUserMedia wrapper, open about:blank."""
+        if self._driver is not None:
+            raise RuntimeError("browser already started")
+        self._workdir = tempfile.mkdtemp(prefix="sipmediagw-chromium-")
+        work = Path(self._workdir)
+        options = webdriver.ChromeOptions()
+        options.binary_location = self.chromium
+        for arg in chromium_arguments(
+            window_size=self.window_size,
+            user_data_dir=str(work / "profile"),
+            insecure_origins=self.insecure_origins,
+            headless=self.headless,
+            extra_args=self.extra_args,
+        ):
+            options.add_argument(arg)
+        # The "controlled by automated test software" infobar and the automation extension.
+        options.add_experimental_option("excludeSwitches", ["enable-automation", "enable-logging"])
+        options.add_experimental_option("prefs", {
+            "credentials_enable_service": False,
+            "profile.password_manager_enabled": False,
+            "translate.enabled": False,
+        })
+        # service_args works identically in selenium 4.8.3 (log_path) and current selenium (log_output).
+        service = Service(
+            executable_path=self.chromedriver,
+            service_args=[f"--log-path={work / 'chromedriver.log'}", "--log-level=WARNING"],
+            env={**os.environ, **self.env, "DISPLAY": self.display},
+        )
+        if self.log is not None:
+            # chromedriver's log also carries Chromium's stderr.
+            follower = _FileFollower(work / "chromedriver.log", self.log, self._stop_followers)
+            follower.start()
+            self._followers.append(follower)
+        self._emit(f"starting chromium on {self.display}")
+        try:
+            with self._lock:
+                self._driver = webdriver.Chrome(service=service, options=options)
+                self._driver.execute_cdp_cmd(
+                    "Page.addScriptToEvaluateOnNewDocument",
+                    {"source": injection_source(self.camera_url, self.camera_size, self.fps)},
+                )
+                self._driver.get("about:blank")
+        except Exception:
+            self.quit()
+            raise
+        self._emit("chromium ready on about:blank")
+
+    def _browser_process(self) -> psutil.Process | None:
+        service = getattr(self._driver, "service", None)
+        process = getattr(service, "process", None)
+        if process is None:
+            return None
+        try:
+            for child in psutil.Process(process.pid).children():
+                if child.name() in ("chromium", "chrome") and child.status() != psutil.STATUS_ZOMBIE:
+                    return child
+        except psutil.Error:
+            return None
+        return None
+
+    def alive(self) -> bool:
+        """True if Chromium runs and answers the driver (Selenium alone does not notice a crash)."""
+        if self._driver is None:
+            return False
+        if self._browser_process() is None:
+            return False
+        # Non-blocking: if a page action holds the driver, the browser is evidently busy, not dead.
+        if not self._lock.acquire(timeout=30):
+            return True
+        try:
+            _ = self._driver.current_window_handle
+            return True
+        except WebDriverException:
+            return False
+        finally:
+            self._lock.release()
+
+    @property
+    def pid(self) -> int | None:
+        """Pid of the Chromium browser process, None if it is not running."""
+        process = self._browser_process()
+        return process.pid if process else None
+
+    def screenshot(self, path: str | Path) -> None:
+        """Save what the browser shows as PNG."""
+        with self._lock:
+            if not self.driver.save_screenshot(str(path)):
+                raise RuntimeError(f"screenshot to {path} failed")
+
+    def quit(self) -> None:
+        """Close Chromium and chromedriver (also after a crash); idempotent."""
+        driver, self._driver = self._driver, None
+        if driver is not None:
+            browser = None
+            try:
+                service = getattr(driver, "service", None)
+                process = getattr(service, "process", None)
+                browser = psutil.Process(process.pid).children(recursive=True) if process else []
+            except psutil.Error:
+                browser = []
+            try:
+                driver.quit()
+            except Exception as exc:  # a crashed browser makes quit() complain; the processes still go
+                self._emit(f"quit: {exc.__class__.__name__}")
+            # Helpers left over by a crash (renderers, zygotes) must not outlive the browser.
+            for proc in browser or []:
+                try:
+                    proc.kill()
+                except psutil.Error:
+                    pass
+            self._emit("chromium stopped")
+        self._stop_followers.set()
+        for follower in self._followers:
+            follower.join(timeout=2)
+        self._followers = []
+        self._stop_followers = threading.Event()
+        if self._workdir:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def _emit(self, message: str) -> None:
+        if self.log is not None:
+            try:
+                self.log(message)
+            except Exception:
+                pass
+
+
+class BrowserRoomSession:
+    """RoomSession (controller.py) backed by a Browser and a platform driver: join on a call, leave after it."""
+
+    def __init__(
+        self, browser: Browser, room_cls: type[Room], base_url: str, room: str, options: dict | None = None
+    ) -> None:
+        self.browser = browser
+        self.room_cls = room_cls
+        self.base_url = base_url
+        self.room_name = room
+        self.options = dict(options or {})
+        self.room: Room | None = None
+
+    def join(self, display_name: str) -> None:
+        """Open the room in the browser and enter it as `display_name`."""
+        with self.browser.lock:
+            self.room = self.room_cls(self.browser.driver, self.base_url, self.room_name, self.options)
+            self.room.join(display_name)
+
+    def leave(self) -> None:
+        """Leave the room (if joined) and go back to about:blank; never raises for an already-gone page."""
+        with self.browser.lock:
+            room, self.room = self.room, None
+            try:
+                if room is not None:
+                    room.leave()
+            finally:
+                try:
+                    self.browser.driver.get("about:blank")
+                except Exception:
+                    pass
+

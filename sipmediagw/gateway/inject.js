@@ -1,0 +1,204 @@
+// sipmediagw getUserMedia wrapper, added with CDP Page.addScriptToEvaluateOnNewDocument so it runs in every document
+// before the page's own scripts. browser.py appends "(CONFIG)" to this function expression.
+//
+// Why: Chromium's fake capture flag fakes the microphone too, so the gateway cannot use it; instead
+//  - audio = the real PulseAudio microphone (the caller's voice), with echo cancellation, noise suppression and
+//    automatic gain control forced off (they would eat the far-end audio the gateway relays);
+//  - video = a canvas.captureStream() drawn from the caller's video served as MJPEG on 127.0.0.1 (mjpeg.py).
+// The stream is fetched in CORS mode (the relay sends Access-Control-Allow-Origin: *) so the canvas is not tainted.
+// When the MJPEG stream breaks (relay restarted) it is fetched again, and the track keeps running meanwhile.
+(function (config) {
+  'use strict';
+  if (window.__sipmediagw || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    return; // already installed, or an insecure context where the page cannot capture anyway
+  }
+  const mediaDevices = navigator.mediaDevices;
+  const realGetUserMedia = mediaDevices.getUserMedia.bind(mediaDevices);
+  const realEnumerateDevices = mediaDevices.enumerateDevices.bind(mediaDevices);
+  const width = config.cameraSize[0];
+  const height = config.cameraSize[1];
+  const fps = config.fps || 15;
+  const CAMERA_ID = 'sipmediagw-camera';
+  const RETRY_MS = 1000;
+  const STALL_MS = 10000;
+  let camera = null; // created on the first video request
+
+  function drawContained(ctx, picture) {
+    // Scale the frame into the canvas keeping its aspect ratio (the relay already sends camera_size frames, this is
+    // only a safety net): never crop.
+    const scale = Math.min(width / picture.width, height / picture.height);
+    const dw = Math.round(picture.width * scale);
+    const dh = Math.round(picture.height * scale);
+    if (dw !== width || dh !== height) {
+      ctx.fillStyle = '#000';
+      ctx.fillRect(0, 0, width, height);
+    }
+    ctx.drawImage(picture, Math.floor((width - dw) / 2), Math.floor((height - dh) / 2), dw, dh);
+  }
+
+  function indexOfMarker(buf, from, second) {
+    // Position of the two-byte JPEG marker 0xFF <second> at or after `from`, or -1.
+    for (let i = from; i < buf.length - 1; i++) {
+      if (buf[i] === 0xff && buf[i + 1] === second) {
+        return i;
+      }
+    }
+    return -1;
+  }
+
+  function createCamera() {
+    const canvas = document.createElement('canvas');
+    canvas.width = width;
+    canvas.height = height;
+    const ctx = canvas.getContext('2d');
+    ctx.fillStyle = '#000';
+    ctx.fillRect(0, 0, width, height);
+    const state = {
+      canvas: canvas, stream: canvas.captureStream(fps), last: null, connects: 0, frames: 0, lastFrameAt: 0,
+    };
+
+    function show(bitmap) {
+      if (state.last && state.last.close) {
+        state.last.close();
+      }
+      state.last = bitmap;
+      drawContained(ctx, bitmap);
+      state.frames += 1;
+      state.lastFrameAt = Date.now();
+    }
+
+    // The stream is read with fetch() rather than an <img>: an <img> fires no event when a multipart response ends,
+    // so it would silently freeze on the last frame after the relay restarts. Frames are the JPEGs between SOI and
+    // EOI markers (multipart headers are skipped); decoding a Blob keeps the canvas untainted.
+    async function readStream() {
+      state.connects += 1;
+      const controller = new AbortController();
+      const started = Date.now();
+      const watchdog = setInterval(function () {
+        if (Date.now() - Math.max(state.lastFrameAt, started) > STALL_MS) {
+          controller.abort(); // connected but silent: start over
+        }
+      }, 1000);
+      try {
+        const response = await fetch(config.cameraUrl, { cache: 'no-store', mode: 'cors', signal: controller.signal });
+        if (!response.ok || !response.body) {
+          throw new Error('camera HTTP ' + response.status);
+        }
+        const reader = response.body.getReader();
+        let buf = new Uint8Array(0);
+        for (;;) {
+          const chunk = await reader.read();
+          if (chunk.done) {
+            break;
+          }
+          const joined = new Uint8Array(buf.length + chunk.value.length);
+          joined.set(buf);
+          joined.set(chunk.value, buf.length);
+          buf = joined;
+          for (;;) {
+            const soi = indexOfMarker(buf, 0, 0xd8);
+            if (soi < 0) {
+              buf = buf.slice(Math.max(0, buf.length - 1));
+              break;
+            }
+            const eoi = indexOfMarker(buf, soi + 2, 0xd9);
+            if (eoi < 0) {
+              buf = buf.slice(soi);
+              break;
+            }
+            const jpeg = buf.slice(soi, eoi + 2);
+            buf = buf.slice(eoi + 2);
+            try {
+              show(await createImageBitmap(new Blob([jpeg], { type: 'image/jpeg' })));
+            } catch (e) {
+              // A corrupt frame: keep the previous picture.
+            }
+          }
+        }
+      } catch (e) {
+        // Relay down, restarting or stalled: retried below.
+      } finally {
+        clearInterval(watchdog);
+      }
+    }
+
+    async function run() {
+      for (;;) {
+        await readStream();
+        await new Promise(function (resolve) { setTimeout(resolve, RETRY_MS); });
+      }
+    }
+
+    // Repaint the last picture now and then so the track keeps producing frames when the caller's image is static.
+    setInterval(function () {
+      if (state.last && Date.now() - state.lastFrameAt > 1000) {
+        drawContained(ctx, state.last);
+      }
+    }, 1000);
+    if (config.cameraUrl) {
+      run();
+    }
+    return state;
+  }
+
+  function cameraTrack() {
+    if (!camera) {
+      camera = createCamera();
+    }
+    // A clone per request: the page stopping its track must not stop the shared canvas stream.
+    return camera.stream.getVideoTracks()[0].clone();
+  }
+
+  function audioConstraints(requested) {
+    const base = (requested && typeof requested === 'object') ? Object.assign({}, requested) : {};
+    // There is one microphone (PulseAudio's default source, chosen by PULSE_SOURCE): ignore device choices that a
+    // page remembered from elsewhere.
+    delete base.deviceId;
+    delete base.groupId;
+    base.echoCancellation = false;
+    base.noiseSuppression = false;
+    base.autoGainControl = false;
+    return base;
+  }
+
+  async function getUserMedia(constraints) {
+    constraints = constraints || {};
+    const tracks = [];
+    if (constraints.audio) {
+      const mic = await realGetUserMedia({ audio: audioConstraints(constraints.audio) });
+      mic.getAudioTracks().forEach(function (t) { tracks.push(t); });
+    }
+    if (constraints.video) {
+      tracks.push(cameraTrack());
+    }
+    if (!tracks.length) {
+      throw new TypeError("getUserMedia: at least one of audio and video must be requested");
+    }
+    return new MediaStream(tracks);
+  }
+
+  async function enumerateDevices() {
+    const real = await realEnumerateDevices();
+    const devices = real.filter(function (d) { return d.kind !== 'videoinput'; });
+    const fake = {
+      deviceId: CAMERA_ID, groupId: CAMERA_ID, kind: 'videoinput', label: 'SIP caller',
+      toJSON: function () { return { deviceId: CAMERA_ID, groupId: CAMERA_ID, kind: 'videoinput', label: 'SIP caller' }; },
+    };
+    devices.push(fake);
+    return devices;
+  }
+
+  mediaDevices.getUserMedia = getUserMedia;
+  mediaDevices.enumerateDevices = enumerateDevices;
+  // Legacy callback API still used by some pages.
+  navigator.getUserMedia = navigator.webkitGetUserMedia = function (c, ok, fail) {
+    getUserMedia(c).then(ok, fail);
+  };
+  // Introspection for tests and debugging (frames drawn, reconnections).
+  Object.defineProperty(window, '__sipmediagw', {
+    value: Object.freeze({
+      config: config,
+      stats: function () { return camera ? { frames: camera.frames, connects: camera.connects } : null; },
+    }),
+  });
+})
