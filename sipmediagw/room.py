@@ -10,12 +10,36 @@ import abc
 import importlib.util
 import inspect
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, ValidationError
 
 PLATFORM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_base_url(base_url: str) -> str:
+    """`base_url` without its trailing slash, if it is an http(s) URL with a host and no query or fragment."""
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
+            or _CONTROL.search(base_url):
+        raise ValidationError(f"invalid base URL {base_url!r}: expected http(s)://host[:port][/path]")
+    return base_url.rstrip("/")
+
+
+def url_path_segment(value: str, what: str = "room name") -> str:
+    """`value` percent-encoded as ONE path segment; rejects what no encoding makes safe (empty, dots, controls)."""
+    if not value or not value.strip():
+        raise ValidationError(f"empty {what}")
+    if _CONTROL.search(value):
+        raise ValidationError(f"{what} {value!r} contains control characters")
+    if value.strip(".") == "":
+        raise ValidationError(f"{what} {value!r} is a relative path segment")
+    if len(value) > 200:
+        raise ValidationError(f"{what} is longer than 200 characters")
+    return urllib.parse.quote(value, safe="")
 
 
 class Room(abc.ABC):
