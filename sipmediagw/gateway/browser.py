@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 import threading
 from pathlib import Path
@@ -250,10 +251,25 @@ class Browser:
                     {"source": injection_source(self.camera_url, self.camera_size, self.fps)},
                 )
                 self._driver.get("about:blank")
+            if not self.headless:
+                self._fill_display()
         except Exception:
             self.quit()
             raise
         self._emit("chromium ready on about:blank")
+
+    def _fill_display(self) -> None:
+        """Resize Chromium's window to the whole display: without a window manager its fullscreen/kiosk window is one
+        pixel short in each direction, a black seam the caller would see."""
+        env = {**os.environ, "DISPLAY": self.display}
+        try:
+            found = subprocess.run(["xdotool", "search", "--onlyvisible", "--class", "chromium"], env=env,
+                                   capture_output=True, text=True, timeout=10)
+            for window in found.stdout.split():
+                subprocess.run(["xdotool", "windowsize", window, str(self.window_size[0]), str(self.window_size[1])],
+                               env=env, capture_output=True, timeout=10)
+        except (OSError, subprocess.SubprocessError) as exc:
+            self._emit(f"cannot resize the browser window with xdotool: {exc}")
 
     def _browser_process(self) -> psutil.Process | None:
         service = getattr(self._driver, "service", None)
