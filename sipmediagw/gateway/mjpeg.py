@@ -70,6 +70,10 @@ class JpegStreamParser:
                 if len(self._buffer) > _MAX_FRAME:
                     self._buffer.clear()
                 return frames
+            restart = self._buffer.rfind(SOI, len(SOI), end)
+            if restart > 0:  # a frame cut short (ffmpeg restarted mid-frame): keep only the newer one
+                del self._buffer[:restart]
+                continue
             frames.append(bytes(self._buffer[: end + len(EOI)]))
             del self._buffer[: end + len(EOI)]
 

@@ -1,0 +1,99 @@
+"""MJPEG relay logic: frame splitting, letterbox geometry, window choice, ffmpeg command."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sipmediagw.gateway.mjpeg import (
+    JpegStreamParser, Region, choose_region, ffmpeg_argv, fit_filter, parse_geometry_shell,
+)
+
+
+def fake_jpeg(payload: bytes) -> bytes:
+    # Entropy-coded data never holds 0xFF followed by 0xD9 (0xFF is byte-stuffed): mimic that.
+    return b"\xff\xd8" + payload.replace(b"\xff", b"\xff\x00") + b"\xff\xd9"
+
+
+@given(
+    frames=st.lists(st.binary(min_size=0, max_size=200), min_size=1, max_size=8),
+    garbage=st.binary(max_size=50).filter(lambda g: b"\xff" not in g),
+    cuts=st.lists(st.integers(min_value=1, max_value=64), max_size=40),
+)
+def test_parser_returns_every_frame_whatever_the_chunking(frames, garbage, cuts) -> None:
+    jpegs = [fake_jpeg(f) for f in frames]
+    stream = garbage + b"".join(jpegs)
+    parser = JpegStreamParser()
+    out: list[bytes] = []
+    pos = 0
+    for cut in cuts:
+        out += parser.feed(stream[pos:pos + cut])
+        pos += cut
+    out += parser.feed(stream[pos:])
+    assert out == jpegs
+
+
+def test_parser_drops_a_truncated_frame_and_resyncs() -> None:
+    parser = JpegStreamParser()
+    assert parser.feed(b"\xff\xd8half a frame") == []
+    assert parser.feed(fake_jpeg(b"abc") + fake_jpeg(b"def")) == [fake_jpeg(b"abc"), fake_jpeg(b"def")]
+
+
+def _filter_geometry(flt: str) -> tuple[int, int, int, int, int, int]:
+    m = re.match(r"scale=(\d+):(\d+):flags=\w+,pad=(\d+):(\d+):(\d+):(\d+):black", flt)
+    assert m, flt
+    return tuple(int(g) for g in m.groups())  # type: ignore[return-value]
+
+
+@given(sw=st.integers(16, 4096), sh=st.integers(16, 4096), tw=st.integers(16, 1920), th=st.integers(16, 1080))
+def test_fit_filter_scales_into_the_target_without_cropping(sw, sh, tw, th) -> None:
+    w, h, pw, ph, x, y = _filter_geometry(fit_filter((sw, sh), (tw, th)))
+    assert (pw, ph) == (tw, th)
+    assert w <= tw and h <= th  # the whole picture fits: nothing is cropped
+    assert x + w <= tw and y + h <= th
+    assert w == tw or h == th or abs(w - tw) <= 2 or abs(h - th) <= 2  # it fills one dimension
+    # aspect ratio kept within rounding (2 px on the scaled side)
+    assert abs(w * sh - h * sw) <= 3 * max(sw, sh)
+
+
+def test_fit_filter_letterboxes_4_3_into_16_9() -> None:
+    assert fit_filter((320, 240), (640, 360)).startswith("scale=480:360:flags=bilinear,pad=640:360:80:0:black")
+
+
+def test_fit_filter_rejects_empty_sizes() -> None:
+    with pytest.raises(ValueError):
+        fit_filter((0, 240), (640, 360))
+
+
+def test_choose_region_picks_the_video_window_not_the_root() -> None:
+    screen = (1280, 720)
+    windows = [Region(0, 0, 1280, 720), Region(0, 0, 352, 288), Region(0, 0, 10, 10)]
+    assert choose_region(windows, screen) == Region(0, 0, 352, 288)
+
+
+def test_choose_region_clips_a_window_larger_than_the_screen() -> None:
+    assert choose_region([Region(0, 0, 1920, 1080)], (1280, 720)) == Region(0, 0, 1280, 720)
+    assert choose_region([Region(-5, 0, 640, 480)], (1280, 720)) == Region(0, 0, 640, 480)
+
+
+def test_choose_region_without_window_is_the_whole_screen() -> None:
+    assert choose_region([], (640, 360)) == Region(0, 0, 640, 360)
+
+
+def test_parse_geometry_shell() -> None:
+    text = "WINDOW=123\nX=0\nY=0\nWIDTH=352\nHEIGHT=288\nSCREEN=0\n"
+    assert parse_geometry_shell(text) == Region(0, 0, 352, 288)
+    assert parse_geometry_shell("garbage") is None
+
+
+def test_ffmpeg_argv_grabs_the_region_and_writes_mjpeg() -> None:
+    argv = ffmpeg_argv(":5", Region(0, 0, 352, 288), (640, 360), 15, "tcp://127.0.0.1:9")
+    assert argv[argv.index("-video_size") + 1] == "352x288"
+    assert argv[argv.index("-i") + 1] == ":5+0,0"
+    assert argv[argv.index("-framerate") + 1] == "15"
+    assert "pad=640:360" in argv[argv.index("-vf") + 1]
+    assert argv[-3:] == ["-f", "mjpeg", "tcp://127.0.0.1:9"]
+    assert "crop" not in " ".join(argv)
