@@ -13,7 +13,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     LANG=C.UTF-8 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PYTHONPATH=/opt/sipmediagw
+    PYTHONPATH=/opt/sipmediagw/lib
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
@@ -44,7 +44,8 @@ RUN groupadd --gid 10001 gw \
 COPY browsing/ /opt/sipmediagw/browsing/
 COPY baresip/ /opt/sipmediagw/baresip/
 COPY docker/ /opt/sipmediagw/docker/
-COPY sipmediagw/ /opt/sipmediagw/sipmediagw/
+# The package alone under lib/ (on PYTHONPATH): /opt/sipmediagw/docker must not shadow docker-py as a namespace package.
+COPY sipmediagw/ /opt/sipmediagw/lib/sipmediagw/
 
 USER gw
 WORKDIR /home/gw

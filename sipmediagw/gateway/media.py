@@ -24,7 +24,17 @@ ROOM_MIC = "from_caller_mic"  # ... and Chromium records it from here
 ROOM_SINK = "to_caller"  # Chromium plays the room's audio here
 CALLER_SOURCE_KERNEL = "to_caller_capture"  # kernel mode: capture side of loopback card B
 
-DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "docker" / "pulse"
+
+
+def _template_dir() -> Path:
+    """docker/pulse next to the package: the repository root (host), or /opt/sipmediagw when the package is installed
+    as /opt/sipmediagw/lib/sipmediagw (the image keeps lib/ alone on PYTHONPATH so docker/ is no importable name)."""
+    here = Path(__file__).resolve()
+    candidates = [here.parents[2] / "docker" / "pulse", here.parents[3] / "docker" / "pulse"]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+DEFAULT_TEMPLATE_DIR = _template_dir()
 
 
 @dataclasses.dataclass(frozen=True)
