@@ -301,3 +301,65 @@ def test_bad_account_line_names_the_file_and_line(start_gateway: Callable[..., G
     error = gw.state()["last_error"]
     assert error.startswith("/run/secrets/sipmediagw-account:1: ")
     assert SECRET not in error and SECRET not in gw.container.logs().decode()
+
+
+def _relay_port(gw: Gateway) -> int:
+    import re
+
+    match = re.search(r"camera: serving http://127\.0\.0\.1:(\d+)/stream", (gw.log_dir / "app.log").read_text())
+    assert match, "the MJPEG relay did not report its URL"
+    return int(match[1])
+
+
+def _snapshot(gw: Gateway, port: int) -> bytes:
+    code, out = gw.container.exec_run(
+        ["python3", "-c", f"import sys, urllib.request; sys.stdout.buffer.write(urllib.request.urlopen("
+                          f"'http://127.0.0.1:{port}/snapshot.jpg', timeout=10).read())"], demux=True)
+    assert code == 0, out
+    return out[0]
+
+
+def test_media_wiring_inside_the_container(start_gateway: Callable[..., Gateway], caller: BaresipCaller,
+                                           tmp_path: Path) -> None:
+    """userspace media: caller tone -> the source Chromium uses as microphone; what Chromium plays -> the caller;
+    caller video -> the MJPEG camera (changing frames). The page side (getUserMedia) is the e2e tier's."""
+    import wave
+
+    from sipmediagw.testbed.tones import dominant_frequency
+
+    gw = start_gateway("gw-media")
+    gw.wait_state("ready")
+    caller.dial(f"sip:gw-media@{caller.domain}")
+    caller.wait_established(30)
+    gw.wait_state("in-call", 60)
+    pulse = "PULSE_SERVER=unix:/tmp/sipmediagw/pulse.sock"
+
+    # caller -> room microphone
+    code, (raw, _err) = gw.container.exec_run(
+        ["sh", "-c", f"{pulse} timeout 4 parec -d from_caller_mic --rate=48000 --channels=1 --format=s16le; true"],
+        demux=True)
+    mic = tmp_path / "mic.wav"
+    with wave.open(str(mic), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(48000)
+        out.writeframes(raw or b"")
+    assert abs(dominant_frequency(mic, start=1, duration=2) - caller.tone_hz) < 50
+
+    # caller video -> camera stream: frames keep changing (testsrc), so they are the caller's, not a still/black
+    port = _relay_port(gw)
+    first = _snapshot(gw, port)
+    assert first[:2] == b"\xff\xd8"
+    assert _wait(lambda: _snapshot(gw, port) != first, 20, "a changing camera frame")
+
+    # room output sink -> caller: play 440 Hz where Chromium's audio goes, for 6 s, then hang up
+    tone = ("import math, sys; sys.stdout.buffer.write(b''.join(int(12000*math.sin(2*math.pi*440*i/48000))"
+            ".to_bytes(2, 'little', signed=True) for i in range(48000*6)))")
+    code, out = gw.container.exec_run(
+        ["sh", "-c", f"python3 -c \"{tone}\" | {pulse} pacat --playback -d to_caller --rate=48000 --channels=1 "
+                     "--format=s16le"], demux=True)
+    assert code == 0, out
+    caller.hangup()
+    caller.wait_closed(30)
+    recording = caller.recording_path()
+    with wave.open(str(recording)) as rec:
+        length = rec.getnframes() / rec.getframerate()
+    assert abs(dominant_frequency(recording, start=max(0.0, length - 5), duration=3) - 440) < 30
