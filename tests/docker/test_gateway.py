@@ -363,3 +363,17 @@ def test_media_wiring_inside_the_container(start_gateway: Callable[..., Gateway]
     with wave.open(str(recording)) as rec:
         length = rec.getnframes() / rec.getframerate()
     assert abs(dominant_frequency(recording, start=max(0.0, length - 5), duration=3) - 440) < 30
+
+
+def test_once_mode_exits_zero_after_the_first_call(start_gateway: Callable[..., Gateway],
+                                                   caller: BaresipCaller) -> None:
+    gw = start_gateway("gw-once", env={"SIPMEDIAGW_ONCE": "1"})
+    gw.wait_state("ready")
+    caller.dial(f"sip:gw-once@{caller.domain}")
+    caller.wait_established(30)
+    gw.wait_state("in-call", 60)
+    caller.hangup()
+    caller.wait_closed(30)
+    assert gw.container.wait(timeout=60)["StatusCode"] == 0
+    state = gw.state()
+    assert (state["state"], state["calls"], state["last_error"]) == ("exited", 1, None)
