@@ -195,6 +195,10 @@ events: {{
         with urllib.request.urlopen(f"{self.api_url}/info", timeout=2) as resp:
             return dict(json.load(resp))
 
+    def pids(self) -> list[int]:
+        """Process ids of what start() launched (Janus and the demo web server)."""
+        return [d.pid for d in (self._janus, self._web) if d is not None and d.pid]
+
     def alive(self) -> bool:
         """True while Janus and the web server run."""
         return bool(self._janus and self._janus.alive() and self._web and self._web.alive())

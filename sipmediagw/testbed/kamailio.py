@@ -127,6 +127,10 @@ class Kamailio:
                                f"registered: {sorted(self.contacts())}")
         return self.contacts()[user]
 
+    def pids(self) -> list[int]:
+        """Process ids of what start() launched (for a stack left running by the demo)."""
+        return [pid for pid in [self._daemon.pid if self._daemon else None] if pid]
+
     def alive(self) -> bool:
         """True while the Kamailio main process runs."""
         return self._daemon is not None and self._daemon.alive()

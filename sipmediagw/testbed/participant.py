@@ -107,14 +107,16 @@ class Participant:
         if not self._wait(lambda: self.remote_count() >= count, timeout):
             raise self._fail(f"{self.remote_count()} remote participant(s) after {timeout:.0f} s, wanted {count}")
 
-    def remote_audio_frequency(self, timeout: float = 30) -> float | None:
-        """Dominant frequency (Hz) heard from the remote participants, or None if nothing audible in `timeout`."""
+    def remote_audio_frequency(self, timeout: float = 30, window_ms: int = 2000) -> float | None:
+        """Dominant frequency (Hz) heard from the remote participants over `window_ms`, or None if nothing audible
+        in `timeout`."""
         assert self.driver is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             hz = self.driver.execute_async_script(
                 "const done = arguments[arguments.length - 1];"
-                "window.sipmediagw.remoteAudioFrequency(2000).then(done, function () { done(null); });")
+                "window.sipmediagw.remoteAudioFrequency(arguments[0]).then(done, function () { done(null); });",
+                int(window_ms))
             if hz:
                 return float(hz)
             time.sleep(0.5)

@@ -6,39 +6,17 @@ the gateway; the participant's tone reaches the caller's recording, and the call
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
-from sipmediagw.testbed.caller import BaresipCaller
+from sipmediagw.demo import CALLER_TONE, ROOM_TONE, make_caller, run_test_call
 from sipmediagw.testbed.participant import Participant
-from sipmediagw.testbed.stack import SIP_DOMAIN, LocalStack
-from sipmediagw.testbed.tones import dominant_frequency
+from sipmediagw.testbed.stack import LocalStack
 
 from .conftest import Cli, close_to
 
 pytestmark = pytest.mark.e2e
-
-CALLER_TONE = 1000
-ROOM_TONE = 440
-
-
-def wait_for(check, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    """Poll `check` until it is true or `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.5)
-    return False
-
-
-def make_caller(stack: LocalStack, workdir: Path, tone: int = CALLER_TONE) -> BaresipCaller:
-    """The host baresip caller, registered at the stack's Kamailio on the bridge address."""
-    user = stack.caller_user
-    return BaresipCaller(user=user.user, domain=SIP_DOMAIN, registrar=stack.registrar, workdir=workdir,
-                         tone_hz=tone, password=user.password, sip_ip=stack.ip)
 
 
 def test_call_through_kamailio_into_a_janus_room_media_both_ways(stack: LocalStack, cli: Cli, tmp_path: Path) -> None:
@@ -50,32 +28,22 @@ def test_call_through_kamailio_into_a_janus_room_media_both_ways(stack: LocalSta
     assert entry["room"] == "1234" and entry["platform"] == "janus" and entry["media"] == "userspace"
     free_before = cli.status()["free_slots"]
 
-    with Participant(base_url=stack.base_url, room=1234, tone_hz=ROOM_TONE, name="alice",
-                     workdir=tmp_path / "alice") as alice, make_caller(stack, tmp_path / "caller") as caller:
-        caller.wait_registered(30)
-        caller.dial(gateway_uri)  # through Kamailio: the caller only knows the registrar
-        established = caller.wait_established(60)
-        assert established["direction"] == "outgoing"
-
-        # The gateway's browser joins the room as a second publisher carrying the caller's media.
-        alice.wait_remote(1, timeout=60)
+    def while_in_call() -> None:
         entry = cli.wait_state("e2e-one", "in-call")
         assert entry["room"] == "1234"
-        heard_in_room = alice.remote_audio_frequency(timeout=60)
-        assert close_to(heard_in_room, CALLER_TONE), f"room heard {heard_in_room} Hz\n{cli.log_tails('e2e-one')}"
-        assert alice.remote_video_changing(timeout=60), cli.log_tails("e2e-one")
 
-        assert caller.received_video_changing(60), caller.tail()
-        time.sleep(4)  # a few more seconds of room audio in the caller's recording (not a timing assertion)
-        caller.hangup()
-        caller.wait_closed(30)
-        time.sleep(1)  # sndfile closes its WAV when the call is torn down
-        heard_by_caller = dominant_frequency(caller.recording_path())
-        assert close_to(heard_by_caller, ROOM_TONE), f"caller heard {heard_by_caller} Hz"
+    # The caller dials through Kamailio (it only knows the registrar); a participant sits in the Janus room.
+    report = run_test_call(stack, gateway_uri, "1234", tmp_path / "call", during_call=while_in_call)
+    tails = cli.log_tails("e2e-one")
+    assert report.answered_after is not None
+    assert close_to(report.room_audio_hz, CALLER_TONE), f"room heard {report.room_audio_hz} Hz\n{tails}"
+    assert report.room_video_changing, f"the caller's video did not reach the room\n{tails}"
+    assert close_to(report.caller_audio_hz, ROOM_TONE), f"caller heard {report.caller_audio_hz} Hz\n{tails}"
+    assert report.caller_video_changing, f"the caller got no changing room video\n{tails}"
 
-        # Hang-up: the browser leaves the room and the gateway is ready for the next call.
-        cli.wait_state("e2e-one", "ready")
-        assert wait_for(lambda: alice.remote_count() == 0, 30), "the gateway's browser did not leave the room"
+    # Hang-up (done by run_test_call): the browser leaves the room and the gateway is ready for the next call.
+    assert report.room_left_after is not None, f"the gateway's browser stayed in the room\n{tails}"
+    cli.wait_state("e2e-one", "ready")
 
     cli.run("stop", "e2e-one")
     status = cli.status()

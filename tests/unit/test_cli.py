@@ -251,6 +251,18 @@ def test_status_shows_exited_gateway_and_frees_it(env):
     assert data["gateways"][0]["state"] == "exited" and (data["free_slots"], data["free_accounts"]) == (2, 2)
 
 
+def test_status_without_accounts_file_still_lists_gateways(env):
+    fake = FakeDocker()
+    invoke(fake, "launch", "-r", "r", "-g", "a")
+    (env / "accounts").unlink()
+    result = CliRunner().invoke(cli, ["status", "--json"], obj={"docker_factory": lambda: fake,
+                                                                "host_sampler": lambda: HOST})
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [g["name"] for g in data["gateways"]] == ["a"] and data["free_accounts"] == 0
+    assert "accounts file" in result.stderr and "does not exist" in result.stderr
+
+
 def test_logs_err_and_missing(env):
     fake = FakeDocker()
     invoke(fake, "launch", "-r", "r", "-g", "a")
