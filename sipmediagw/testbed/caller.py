@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import queue
 import re
 import shutil
 import socket
-import threading
 import time
 from pathlib import Path
 from types import TracebackType
 
-from sipmediagw.gateway.netstring import NetstringDecoder, encode
+from sipmediagw.gateway.baresip import BaresipControl, BaresipControlError
+from sipmediagw.gateway.logs import get_logger
 
 from ._proc import Daemon, TestbedError, wait_until
 from .network import free_port, interface_of
@@ -53,14 +52,9 @@ class BaresipCaller:
         self.video_size = video_size
         self.fps = fps
         self.snd_dir = self.workdir / "recordings"
-        self.events: queue.Queue[dict] = queue.Queue()
-        self.history: list[dict] = []
+        self.history: list[dict] = []  # events taken off `control.events` so far
+        self.control = BaresipControl(port=self.ctrl_port, log=get_logger(f"caller-{user}"))
         self._daemon: Daemon | None = None
-        self._sock: socket.socket | None = None
-        self._reader: threading.Thread | None = None
-        self._responses: dict[str, dict] = {}
-        self._lock = threading.Condition()
-        self._token = 0
         self.call_id: str | None = None
 
     @property
@@ -130,51 +124,17 @@ class BaresipCaller:
 
     def _connect(self) -> bool:
         try:
-            sock = socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=1)
-        except OSError:
+            self.control.connect(timeout=0.5)
+        except BaresipControlError:
             return False
-        sock.settimeout(None)
-        self._sock = sock
-        self._reader = threading.Thread(target=self._read_loop, name=f"ctrl-{self.user}", daemon=True)
-        self._reader.start()
         return True
-
-    def _read_loop(self) -> None:
-        decoder = NetstringDecoder()
-        sock = self._sock
-        assert sock is not None
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            for payload in decoder.feed(chunk):
-                try:
-                    msg = json.loads(payload)
-                except ValueError:
-                    continue
-                if msg.get("response"):
-                    with self._lock:
-                        self._responses[str(msg.get("token"))] = msg
-                        self._lock.notify_all()
-                elif msg.get("event"):
-                    self.history.append(msg)
-                    self.events.put(msg)
 
     def command(self, cmd: str, params: str = "", timeout: float = 10) -> dict:
         """Send one ctrl_tcp command and return baresip's response (raises on timeout or `ok: false`)."""
-        if self._sock is None:
-            raise TestbedError(f"baresip[{self.user}] is not started")
-        with self._lock:
-            self._token += 1
-            token = str(self._token)
-        self._sock.sendall(encode(json.dumps({"command": cmd, "params": params, "token": token}).encode()))
-        with self._lock:
-            if not self._lock.wait_for(lambda: token in self._responses, timeout):
-                raise self._fail(f"no response to {cmd!r} within {timeout:.0f} s")
-            resp = self._responses.pop(token)
+        try:
+            resp = self.control.command(cmd, params, timeout)
+        except BaresipControlError as exc:
+            raise self._fail(str(exc)) from None
         if not resp.get("ok", False):
             raise self._fail(f"{cmd!r} failed: {resp.get('data')}")
         return resp
@@ -211,11 +171,12 @@ class BaresipCaller:
             if remaining <= 0:
                 raise self._fail(f"no {sorted(types)} event within {timeout:.0f} s")
             try:
-                event = self.events.get(timeout=min(remaining, 0.5))
+                event = self.control.events.get(timeout=min(remaining, 0.5))
             except queue.Empty:
                 if not self.alive():
                     raise self._fail("baresip exited")
                 continue
+            self.history.append(event)
             if event.get("type") in types:
                 return event
             if event.get("type") == "CALL_CLOSED" and "CALL_CLOSED" not in types:
@@ -233,6 +194,11 @@ class BaresipCaller:
 
     def in_call(self) -> bool:
         """True while the last call event seen is CALL_ESTABLISHED."""
+        while True:  # take in what arrived since the last wait
+            try:
+                self.history.append(self.control.events.get_nowait())
+            except queue.Empty:
+                break
         for event in reversed(self.history):
             if event.get("type") in ("CALL_ESTABLISHED", "CALL_CLOSED"):
                 return event["type"] == "CALL_ESTABLISHED"
@@ -288,12 +254,7 @@ class BaresipCaller:
 
     def stop(self) -> None:
         """Quit baresip (it unregisters first; SIGTERM takes 1-3 s). Idempotent."""
-        if self._sock is not None:
-            try:
-                self._sock.close()
-            except OSError:
-                pass
-            self._sock = None
+        self.control.close()
         if self._daemon:
             self._daemon.stop()
 
