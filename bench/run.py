@@ -283,7 +283,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = load_settings(overrides={
         "image": IMAGE, "platform": "janus", "base_url": stack.base_url, "accounts_file": stack.accounts_file(),
         "logs_dir": workdir / "logs", "lock_file": workdir / "sipmediagw.lock", "media": "userspace",
-        "ready_timeout": 180})
+        "ready_timeout": 180,
+        # The default budget admits one video gateway on 2 cores; step 6 deliberately runs two to show why.
+        "cpu_per_gateway": 0.5})
     gateways = Gateways(settings, client)
     try:
         # 1. launch -> ready, stop in between

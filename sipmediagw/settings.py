@@ -50,8 +50,8 @@ class Settings:
     sysroot: Path = Path("/")
     media: str = "auto"
     lock_file: Path = dataclasses.field(default_factory=_default_lock_file)
-    cpu_per_gateway: float = 0.7  # cores; field notes: idle 24-35 %, in a call 57-68 % of one core
-    memory_per_gateway: int = 512 * 1024**2  # bytes; field notes: ~250 MiB RSS idle, plus Chromium peaks
+    cpu_per_gateway: float = 1.2  # cores; docs/benchmarks.md: 1.16 cores in a 640x360 <-> 720p audio+video call
+    memory_per_gateway: int = 768 * 1024**2  # bytes; docs/benchmarks.md: ~480 MiB cgroup peak in a call, 564 MiB seen
     ready_timeout: float = 120.0  # seconds `launch` waits for the state file to say ready
     stop_timeout: int = 20  # seconds between SIGTERM and SIGKILL
     shm_size: str = "256m"

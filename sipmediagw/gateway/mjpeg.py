@@ -30,6 +30,7 @@ SOI = b"\xff\xd8"  # JPEG start of image
 EOI = b"\xff\xd9"  # JPEG end of image
 _MAX_FRAME = 8 * 1024 * 1024  # a frame bigger than this means we lost sync: drop the buffer
 BOUNDARY = "sipmediagwframe"
+IDLE_FPS = 1  # frame rate while no caller video window exists (the page keeps drawing the last frame)
 WATCH_INTERVAL = 1.0  # seconds between window checks; baresip resizes its window at most on a new remote size
 
 
@@ -140,6 +141,11 @@ def choose_region(windows: Sequence[Region], screen: tuple[int, int]) -> Region:
         if best is None or w * h > best.width * best.height:
             best = Region(x, y, w, h)
     return best or Region(0, 0, sw, sh)
+
+
+def covers_screen(region: Region, screen: tuple[int, int]) -> bool:
+    """True when `region` is the whole screen, i.e. no caller video window was found."""
+    return (region.x, region.y, region.width, region.height) == (0, 0, *screen)
 
 
 def find_video_region(display: str) -> Region | None:
@@ -259,6 +265,8 @@ class MjpegRelay:
         self._ingest: socket.socket | None = None
         self._ffmpeg: ManagedProcess | None = None
         self._region: Region | None = None
+        self._screen: tuple[int, int] | None = None
+        self._grab_fps = fps
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()  # guards ffmpeg restarts (watcher vs stop)
@@ -276,10 +284,16 @@ class MjpegRelay:
         """The display region currently grabbed."""
         return self._region
 
+    @property
+    def grab_fps(self) -> int:
+        """The frame rate ffmpeg grabs at now: `fps` with a caller video window, IDLE_FPS without."""
+        return self._grab_fps
+
     def start(self) -> None:
         """Open the HTTP server and the ingest socket, start ffmpeg and the window watcher."""
         region = find_video_region(self.display)
-        if region is None:
+        self._screen = display_size(self.display)
+        if region is None or self._screen is None:
             raise ComponentFailed("mjpeg", f"cannot read display {self.display} (is Xvfb running, xdotool installed?)")
         self._http = _HttpServer(("127.0.0.1", self._port), self._hub)
         self._ingest = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -339,10 +353,13 @@ class MjpegRelay:
             assert self._ingest is not None
             port = self._ingest.getsockname()[1]
             self._region = region
-            self._emit(f"grabbing {region.width}x{region.height}+{region.x}+{region.y} of {self.display}")
+            # No caller video yet: an empty screen at full rate would cost ~18 % of a core for nothing.
+            fps = IDLE_FPS if self._screen and covers_screen(region, self._screen) else self.fps
+            self._grab_fps = fps
+            self._emit(f"grabbing {region.width}x{region.height}+{region.x}+{region.y} of {self.display} at {fps} fps")
             self._ffmpeg = ManagedProcess(
                 "ffmpeg-camera",
-                ffmpeg_argv(self.display, region, self.size, self.fps, f"tcp://127.0.0.1:{port}"),
+                ffmpeg_argv(self.display, region, self.size, fps, f"tcp://127.0.0.1:{port}"),
                 log=self._log,
                 stop_timeout=3.0,
             )

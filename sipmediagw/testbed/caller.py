@@ -18,7 +18,8 @@ from ._proc import Daemon, TestbedError, wait_until
 from .network import free_port, interface_of
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-MODULES = ["account", "menu", "ctrl_tcp", "g711", "opus", "vp8", "avcodec", "avformat", "fakevideo", "ausine",
+# Codec preference follows load order: Opus first, as a modern room system offers it (G.711 stays as a fallback).
+MODULES = ["account", "menu", "ctrl_tcp", "opus", "g711", "vp8", "avcodec", "avformat", "fakevideo", "ausine",
            "aubridge", "sndfile", "snapshot"]
 
 

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -75,10 +76,10 @@ def interface_running(name: str) -> bool:
 
 
 class BridgeKeeper:
-    """Keeps the Docker bridge's link up by running one idle, labelled container on it while needed.
+    """Keeps the Docker bridge's link up by running one idle, labelled container on it.
 
     Janus refuses to bind (HTTP) and gather ICE candidates on a bridge without carrier, i.e. before the first
-    gateway container starts; an idle `sleep` container gives the bridge carrier. Does nothing if it already has.
+    gateway container starts; an idle `sleep` container gives the bridge carrier.
     """
 
     def __init__(self, interface: str = DEFAULT_BRIDGE, image: str = BRIDGE_KEEPER_IMAGE) -> None:
@@ -87,10 +88,9 @@ class BridgeKeeper:
         self.container_id: str | None = None
 
     def start(self, timeout: float = 30) -> None:
-        """Start the keeper container unless the bridge already has carrier; wait for carrier."""
-        if interface_running(self.interface):
-            return
-        name = f"sipmediagw-testbed-bridge-{os.getpid()}"
+        """Start the keeper container and wait for carrier. Always started, even when the bridge has carrier now:
+        that carrier may belong to a container about to go away (another test's gateway), and Janus needs it."""
+        name = f"sipmediagw-testbed-bridge-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         proc = subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "--network", "bridge",
                                "--label", f"{BRIDGE_KEEPER_LABEL}=bridge-keeper", "--cap-drop", "ALL",
                                "--memory", "16m", "--entrypoint", "sleep", self.image, "infinity"],

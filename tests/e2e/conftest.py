@@ -53,6 +53,9 @@ class Cli:
             "SIPMEDIAGW_PLATFORM": "janus",
             "SIPMEDIAGW_BASE_URL": stack.base_url,
             "SIPMEDIAGW_MEDIA": "userspace",
+            # The default budget fits one video gateway on a 2-core host; the two-gateway test checks
+            # reachability and audio, so it asks for a smaller budget, as an operator would for audio-mostly use.
+            "SIPMEDIAGW_CPU_PER_GATEWAY": "0.6",
         })
         self.launched: list[str] = []
 

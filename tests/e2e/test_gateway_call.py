@@ -6,6 +6,7 @@ the gateway; the participant's tone reaches the caller's recording, and the call
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,14 @@ def test_call_through_kamailio_into_a_janus_room_media_both_ways(stack: LocalSta
     # Hang-up (done by run_test_call): the browser leaves the room and the gateway is ready for the next call.
     assert report.room_left_after is not None, f"the gateway's browser stayed in the room\n{tails}"
     cli.wait_state("e2e-one", "ready")
+
+    # The real image launched by the CLI: the SIP password is nowhere an operator or another user can look.
+    password = stack.gateway_users[0].password
+    inspect = subprocess.run(["docker", "inspect", "sipmediagw-e2e-one"], capture_output=True, text=True, check=True)
+    shown = [inspect.stdout, cli.run("status").stdout, cli.run("logs", "e2e-one", "--tail", "1000").stdout]
+    shown += [p.read_text(errors="replace") for p in (cli.logs_dir / "e2e-one").glob("*") if p.is_file()
+              and p.suffix != ".png"]
+    assert all(password not in text for text in shown)
 
     cli.run("stop", "e2e-one")
     status = cli.status()

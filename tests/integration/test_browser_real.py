@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from sipmediagw.gateway.browser import Browser, BrowserRoomSession
-from sipmediagw.gateway.mjpeg import MjpegRelay
+from sipmediagw.gateway.mjpeg import IDLE_FPS, MjpegRelay
 from sipmediagw.room import load_room_driver
 
 REPO = Path(__file__).resolve().parents[2]
@@ -290,6 +290,22 @@ def test_injected_camera_shows_caller_window_scaled_not_cropped(
         browser.quit()
         relay.stop()
     assert not relay.alive()
+
+
+def test_relay_idles_at_low_frame_rate_until_the_caller_video_window_appears(
+    caller_display: Xvfb, tmp_path: Path
+) -> None:
+    """No caller video yet: grab the empty display at IDLE_FPS; baresip's window appears: full frame rate on it."""
+    relay = MjpegRelay(display=caller_display.display, size=CAMERA, fps=15)
+    relay.start()
+    try:
+        relay.wait_frame(20)
+        assert relay.grab_fps == IDLE_FPS and relay.region is not None and relay.region.width > 320
+        caller_display.show_image(make_image(tmp_path / "r.png", (320, 240), "red", "red"))
+        wait_for(lambda: relay.region is not None and relay.region.width == 320, 30, "relay to grab the window")
+        assert relay.grab_fps == 15
+    finally:
+        relay.stop()
 
 
 def test_camera_keeps_working_when_the_relay_restarts(
