@@ -31,6 +31,9 @@ from .state import STATE_FILE_NAME, GatewayState, read_state
 CONTAINER_LOG_DIR = "/var/log/sipmediagw"
 CONTAINER_BROWSING_DIR = "/opt/sipmediagw/browsing"
 CONTAINER_BARESIP_DIR = "/opt/sipmediagw/baresip"
+# Only the template is mounted, never the baresip/ folder itself: it usually holds the accounts file, and one
+# gateway must not be able to read every other gateway's password.
+BARESIP_TEMPLATE = "config_default"
 CONTAINER_ACCOUNT_FILE = "/run/secrets/sipmediagw-account"
 
 Progress = Callable[[str], None]
@@ -128,7 +131,7 @@ def container_config(
         "binds": [
             f"{folder}:{CONTAINER_LOG_DIR}:rw",
             f"{settings.browsing_dir.resolve()}:{CONTAINER_BROWSING_DIR}:ro",
-            f"{settings.baresip_dir.resolve()}:{CONTAINER_BARESIP_DIR}:ro",
+            f"{(settings.baresip_dir / BARESIP_TEMPLATE).resolve()}:{CONTAINER_BARESIP_DIR}/{BARESIP_TEMPLATE}:ro",
         ],
         "init": True,
         "shm_size": settings.shm_size,
@@ -269,6 +272,8 @@ def launch(
             raise ValidationError(f"{folder_setting} {value} is not a folder")
         if ":" in str(value.resolve()):
             raise ValidationError(f"{folder_setting} {value}: Docker bind mounts cannot take a path with ':'")
+    if not (settings.baresip_dir / BARESIP_TEMPLATE).is_file():
+        raise ValidationError(f"baresip template {settings.baresip_dir / BARESIP_TEMPLATE} is missing")
     accounts = load_accounts(settings.accounts_file)
     discovery = discover(settings.sysroot)
     media = choose_media(settings.media, discovery)

@@ -49,7 +49,9 @@ def test_launch_status_logs_stop_round_trip(make_host):
     assert container.attrs["Config"]["StopTimeout"] == 20
     binds = {m["Destination"]: m for m in container.attrs["Mounts"]}
     assert binds["/var/log/sipmediagw"]["RW"] is True
-    assert binds["/opt/sipmediagw/browsing"]["RW"] is False and binds["/opt/sipmediagw/baresip"]["RW"] is False
+    assert binds["/opt/sipmediagw/browsing"]["RW"] is False and binds["/opt/sipmediagw/baresip/config_default"]["RW"] is False
+    # of baresip/ (where the accounts file usually lives) only the template is visible to the gateway
+    assert "/opt/sipmediagw/baresip" not in binds
 
     logs = host.run("logs", "rt-gw1")
     assert logs.returncode == 0 and "REGISTER_OK sip:gw1@127.0.0.1" in logs.stdout

@@ -120,6 +120,7 @@ def env(tmp_path, monkeypatch):
             monkeypatch.delenv(key)
     (tmp_path / "browsing").mkdir()
     (tmp_path / "browsing" / "janus.py").write_text("")
+    (tmp_path / "config_default").write_text("")
     (tmp_path / "accounts").write_text("<sip:gw1@h>;auth_pass=SECRET1\n<sip:gw2@h>;auth_pass=SECRET2\n")
     (tmp_path / "sipmediagw.yaml").write_text(
         f"accounts_file: {tmp_path / 'accounts'}\nlogs_dir: {tmp_path / 'logs'}\nbrowsing_dir: {tmp_path / 'browsing'}\n"
@@ -249,6 +250,14 @@ def test_status_shows_exited_gateway_and_frees_it(env):
     next(iter(fake.containers_by_id.values())).status = "exited"  # killed from outside
     data = json.loads(invoke(fake, "status", "--json").stdout)
     assert data["gateways"][0]["state"] == "exited" and (data["free_slots"], data["free_accounts"]) == (2, 2)
+
+
+def test_launch_without_the_baresip_template_starts_nothing(env):
+    fake = FakeDocker()
+    (env / "config_default").unlink()
+    result = invoke(fake, "launch", "-r", "r", "-g", "a")
+    assert result.exit_code == 2 and "baresip template" in result.stderr
+    assert not fake.containers_by_id
 
 
 def test_status_without_accounts_file_still_lists_gateways(env):

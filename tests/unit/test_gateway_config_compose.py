@@ -47,7 +47,7 @@ def test_mounts_and_secret_match_the_container_contract() -> None:
     service = _service()
     targets = dict(volume.rsplit(":", 2)[1:] for volume in service["volumes"])
     assert targets == {launcher.CONTAINER_LOG_DIR: "rw", launcher.CONTAINER_BROWSING_DIR: "ro",
-                       launcher.CONTAINER_BARESIP_DIR: "ro"}
+                       f"{launcher.CONTAINER_BARESIP_DIR}/{launcher.BARESIP_TEMPLATE}": "ro"}
     assert service["secrets"] == [Path(launcher.CONTAINER_ACCOUNT_FILE).name]
     assert Path(launcher.CONTAINER_ACCOUNT_FILE).parent == Path("/run/secrets")  # where compose mounts secrets
     assert Path(launcher.CONTAINER_ACCOUNT_FILE).name in yaml.safe_load(COMPOSE.read_text())["secrets"]

@@ -34,10 +34,11 @@ def test_container_config_follows_the_contract(tmp_path):
     assert env["SIPMEDIAGW_ACCOUNT_FILE"] == "/run/secrets/sipmediagw-account"
     assert host["init"] is True and host["shm_size"] == "256m" and host["cap_drop"] == ["ALL"]
     assert host["security_opt"] == ["no-new-privileges"] and "devices" not in host
-    # browsing and baresip share one host folder here: both mounts must still be there
+    # browsing and baresip share one host folder here: both mounts must still be there; of baresip/ only the
+    # template is mounted (the folder holds the accounts file: every gateway's password)
     assert host["binds"] == [f"{(tmp_path / 'logs' / 'My_GW').resolve()}:/var/log/sipmediagw:rw",
                              f"{tmp_path.resolve()}:/opt/sipmediagw/browsing:ro",
-                             f"{tmp_path.resolve()}:/opt/sipmediagw/baresip:ro"]
+                             f"{(tmp_path / 'config_default').resolve()}:/opt/sipmediagw/baresip/config_default:ro"]
     assert "SECRET" not in repr((create, host))
 
 
