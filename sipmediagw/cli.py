@@ -51,7 +51,7 @@ SETTING_DOCS: dict[str, tuple[str, str]] = {
     "accounts_file": ("<project>/baresip/accounts", "one account line per gateway (`--accounts`)"),
     "logs_dir": ("<project>/logs", "one log folder per gateway, mounted rw (`--logs-dir`)"),
     "browsing_dir": ("<project>/browsing", "platform drivers, mounted ro"),
-    "baresip_dir": ("<project>/baresip", "baresip templates, mounted ro"),
+    "baresip_dir": ("<project>/baresip", "holds config_default, the baresip template (mounted ro, alone)"),
     "sysroot": ("/", "where /proc/asound and /sys are read (`--sysroot`)"),
     "media": ("auto", "auto, kernel or userspace (`--media`)"),
     "lock_file": ("/run/lock/sipmediagw.lock (else $TMPDIR)", "host-wide allocation lock (flock)"),
