@@ -37,12 +37,12 @@ from sipmediagw.testbed.caller import BaresipCaller
 from sipmediagw.testbed.network import free_port
 from sipmediagw.testbed.participant import Participant
 from sipmediagw.testbed.stack import LocalStack
-from sipmediagw.testbed.tones import dominant_frequency
 
 from . import codecfloor
 from .codecfloor import Stream
 from .machine import machine_info
 from .procstats import Window
+from .tone import audible_share, tone_hz
 
 IMAGE = "sipmediagw:latest"
 ROOM_A, ROOM_B = "1234", "1235"
@@ -184,16 +184,21 @@ def held_call(stack: LocalStack, gateway_uri: str, room: str, workdir: Path, ton
 
 def video_elements(participant: Participant, gap: float = 2.0) -> dict[str, dict[str, float]]:
     """Size and displayed frame rate of each <video> on the participant's page ('local' = its own camera)."""
-    script = ("return Array.from(document.querySelectorAll('video')).map(function (v) { return {id: v.id, "
-              "w: v.videoWidth, h: v.videoHeight, f: v.getVideoPlaybackQuality ? "
-              "v.getVideoPlaybackQuality().totalVideoFrames : 0}; });")
+    # The page's own clock times the two snapshots: on a saturated host one WebDriver round-trip can take a second,
+    # so dividing by `gap` would overstate the rate (the first run's 12 and 21.5 fps were computed that way).
+    script = ("return {t: performance.now(), videos: Array.from(document.querySelectorAll('video')).map("
+              "function (v) { return {id: v.id, w: v.videoWidth, h: v.videoHeight, f: v.getVideoPlaybackQuality ? "
+              "v.getVideoPlaybackQuality().totalVideoFrames : 0}; })};")
     assert participant.driver is not None
-    first = {v["id"]: v for v in participant.driver.execute_script(script)}
+    snap1 = participant.driver.execute_script(script)
     time.sleep(gap)
+    snap2 = participant.driver.execute_script(script)
+    elapsed = max(1e-3, (snap2["t"] - snap1["t"]) / 1000)
+    first = {v["id"]: v for v in snap1["videos"]}
     out = {}
-    for v in participant.driver.execute_script(script):
+    for v in snap2["videos"]:
         before = first.get(v["id"], {"f": v["f"]})
-        out[v["id"]] = {"width": v["w"], "height": v["h"], "fps": round((v["f"] - before["f"]) / gap, 1)}
+        out[v["id"]] = {"width": v["w"], "height": v["h"], "fps": round((v["f"] - before["f"]) / elapsed, 1)}
     return out
 
 
@@ -205,16 +210,17 @@ def media_check(call: HeldCall, tone: int) -> dict[str, Any]:
 
 
 def caller_heard(call: HeldCall) -> dict[str, Any]:
-    """After hang-up: the room's tone in the caller's recording."""
+    """After hang-up: the room's tone in the caller's recording, and how steadily it was heard."""
     try:
         path = call.caller.recording_path()
         length = float(subprocess.run(["sox", "--i", "-D", str(path)], capture_output=True, text=True,
                                       timeout=30).stdout.strip() or 0)
         # the last seconds: on a loaded host the room's audio reaches the caller many seconds after the answer
-        hz: float | None = dominant_frequency(path, start=max(0.0, length - 4), duration=3)
+        hz: float | None = tone_hz(path, start=max(0.0, length - 4), duration=3)
+        share: float | None = round(audible_share(path), 2)  # 1.0 = never interrupted once heard
     except Exception:  # noqa: BLE001 - no recording = nothing heard
-        hz = None
-    return {"caller_audio_hz": hz, "caller_audio_ok": close(hz, ROOM_TONE)}
+        hz, share = None, None
+    return {"caller_audio_hz": hz, "caller_audio_ok": close(hz, ROOM_TONE), "caller_audible_share": share}
 
 
 # --- negotiated media, from the logs ---
