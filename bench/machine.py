@@ -6,8 +6,9 @@ import os
 import platform
 import subprocess
 
-import docker
 import psutil
+
+import docker
 
 
 def _first_line(argv: list[str]) -> str:

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import docker
-
 from sipmediagw.demo import CALLER_TONE, ROOM_TONE, TOLERANCE, make_caller, run_test_call
 from sipmediagw.errors import GatewayNotFound
 from sipmediagw.launcher import LaunchRequest, LaunchResult, launch, log_folder, stop_gateway
@@ -37,12 +36,13 @@ from sipmediagw.testbed.caller import BaresipCaller
 from sipmediagw.testbed.network import free_port
 from sipmediagw.testbed.participant import Participant
 from sipmediagw.testbed.stack import LocalStack
+from sipmediagw.testbed.tones import dominant_frequency as tone_hz
 
 from . import codecfloor
 from .codecfloor import Stream
 from .machine import machine_info
 from .procstats import Window
-from .tone import audible_share, tone_hz
+from .tone import audible_share
 
 IMAGE = "sipmediagw:latest"
 ROOM_A, ROOM_B = "1234", "1235"

@@ -1,31 +1,15 @@
-"""What the caller heard: the tone's frequency (robust to codec noise) and how much of the time it was there."""
+"""What the caller heard: how much of the time the tone was there (its frequency: sipmediagw.testbed.tones)."""
 
 from __future__ import annotations
 
 import array
 import math
-import re
-import subprocess
 import sys
 import wave
 from pathlib import Path
 
-_FREQ = re.compile(r"Rough\s+frequency:\s*(-?\d+)")
-#: sox's "rough frequency" grows with any energy above the tone; Opus at 48 kHz leaves coding noise up there that
-#: lifted a clean 440 Hz tone to 444-473 Hz (PCMU at 8 kHz has none). Our tones are <= 1000 Hz, so cut at 2 kHz.
-LOWPASS_HZ = 2000
 FRAME_S = 0.02  # one Opus/G.711 packet
 AUDIBLE_SHARE = 0.25  # a frame counts as audible above this share of the loud (90th percentile) frames' RMS
-
-
-def tone_hz(wav: Path, start: float, duration: float) -> float:
-    """Rough dominant frequency (Hz) of channel 1 of `wav` in [start, start + duration], low-passed first."""
-    proc = subprocess.run(["sox", str(wav), "-n", "remix", "1", "trim", str(start), str(duration),
-                           "sinc", f"-{LOWPASS_HZ}", "stat", "-freq"], capture_output=True, text=True, timeout=60)
-    match = _FREQ.search(proc.stderr)
-    if proc.returncode != 0 or not match:
-        raise RuntimeError(f"sox could not measure {wav}: {proc.stderr.strip()[-500:]}")
-    return float(match.group(1))
 
 
 def audible_share(wav: Path, start: float = 0.0, duration: float | None = None) -> float:

@@ -30,7 +30,8 @@ SOI = b"\xff\xd8"  # JPEG start of image
 EOI = b"\xff\xd9"  # JPEG end of image
 _MAX_FRAME = 8 * 1024 * 1024  # a frame bigger than this means we lost sync: drop the buffer
 BOUNDARY = "sipmediagwframe"
-IDLE_FPS = 1  # frame rate while no caller video window exists (the page keeps drawing the last frame)
+IDLE_FPS = 2  # frame rate while no caller video window exists (the page keeps drawing the last frame); the
+# first frame of a grab comes one to two frame periods after ffmpeg starts, and the camera's ready check waits for it
 WATCH_INTERVAL = 1.0  # seconds between window checks; baresip resizes its window at most on a new remote size
 
 
@@ -102,7 +103,8 @@ def ffmpeg_argv(display: str, region: Region, size: tuple[int, int], fps: int, o
         "-video_size", f"{region.width}x{region.height}",
         "-i", f"{display}+{region.x},{region.y}",
         "-vf", fit_filter((region.width, region.height), size),
-        "-an", "-c:v", "mjpeg", "-q:v", "5", "-f", "mjpeg", output_url,
+        # one encoder thread: frame threading holds back 1-2 frames (130 ms at 15 fps, 2 s at IDLE_FPS)
+        "-an", "-c:v", "mjpeg", "-q:v", "5", "-threads", "1", "-f", "mjpeg", output_url,
     ]
 
 

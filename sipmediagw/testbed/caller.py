@@ -15,7 +15,7 @@ from sipmediagw.gateway.baresip import BaresipControl, BaresipControlError
 from sipmediagw.gateway.logs import get_logger
 
 from ._proc import Daemon, TestbedError, wait_until
-from .network import free_port, interface_of
+from .network import free_port
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Codec preference follows load order: Opus first, as a modern room system offers it (G.711 stays as a fallback).

@@ -7,15 +7,22 @@ import subprocess
 from pathlib import Path
 
 _FREQ = re.compile(r"Rough\s+frequency:\s*(-?\d+)")
+#: sox's "rough frequency" grows with any energy above the tone: Opus at 48 kHz leaves coding noise up there that
+#: lifted a clean 440 Hz tone to 444-473 Hz (PCMU at 8 kHz has none). Our test tones are <= 1 kHz: cut at 2 kHz.
+LOWPASS_HZ = 2000
 
 
-def dominant_frequency(wav: Path, start: float = 1, duration: float = 3) -> float:
-    """Rough dominant frequency (Hz) of channel 1 of `wav` between `start` and `start + duration` seconds.
+def dominant_frequency(wav: Path, start: float = 1, duration: float = 3, lowpass_hz: int | None = LOWPASS_HZ) -> float:
+    """Rough dominant frequency (Hz) of channel 1 of `wav` between `start` and `start + duration` seconds,
+    low-passed at `lowpass_hz` first (None: not filtered).
 
     `remix 1` matters: on a stereo file sox's estimate is otherwise halved.
     """
-    proc = subprocess.run(["sox", str(wav), "-n", "remix", "1", "trim", str(start), str(duration), "stat", "-freq"],
-                          capture_output=True, text=True, timeout=60)
+    effects = ["remix", "1", "trim", str(start), str(duration)]
+    if lowpass_hz:
+        effects += ["sinc", f"-{lowpass_hz}"]
+    proc = subprocess.run(["sox", str(wav), "-n", *effects, "stat", "-freq"], capture_output=True, text=True,
+                          timeout=60)
     match = _FREQ.search(proc.stderr)
     if proc.returncode != 0 or not match:
         raise RuntimeError(f"sox could not measure {wav}: {proc.stderr.strip()[-500:]}")

@@ -5,10 +5,8 @@ Every test starts its own Xvfb displays and PulseAudio daemon, so it can run bes
 
 from __future__ import annotations
 
-import functools
 import http.server
 import os
-import shutil
 import signal
 import subprocess
 import threading

@@ -96,4 +96,5 @@ def test_ffmpeg_argv_grabs_the_region_and_writes_mjpeg() -> None:
     assert argv[argv.index("-framerate") + 1] == "15"
     assert "pad=640:360" in argv[argv.index("-vf") + 1]
     assert argv[-3:] == ["-f", "mjpeg", "tcp://127.0.0.1:9"]
+    assert argv[argv.index("-threads") + 1] == "1"  # no frame-threading delay
     assert "crop" not in " ".join(argv)
