@@ -248,7 +248,7 @@ def render_report(result: DemoResult) -> str:
     call, stack, gw = result.call, result.stack, result.launch
 
     def sec(value: float | None) -> str:
-        return f"{value:.1f} s" if value is not None else "never"
+        return f"{value:.2f} s" if value is not None else "never"
 
     def hz(value: float | None) -> str:
         return f"{value:.0f} Hz" if value is not None else "nothing"
