@@ -55,7 +55,7 @@ SETTING_DOCS: dict[str, tuple[str, str]] = {
     "sysroot": ("/", "where /proc/asound and /sys are read (`--sysroot`)"),
     "media": ("auto", "auto, kernel or userspace (`--media`)"),
     "lock_file": ("/run/lock/sipmediagw.lock (else $TMPDIR)", "host-wide allocation lock (flock)"),
-    "cpu_per_gateway": ("1.2", "cores budgeted per gateway"),
+    "cpu_per_gateway": ("1.3", "cores budgeted per gateway"),
     "memory_per_gateway": ("768M", "memory budgeted per gateway (512M, 1G, bytes)"),
     "ready_timeout": ("120", "seconds `launch` waits for ready (`--timeout`)"),
     "stop_timeout": ("20", "seconds between SIGTERM and SIGKILL (`stop --timeout`)"),

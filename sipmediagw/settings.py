@@ -50,7 +50,7 @@ class Settings:
     sysroot: Path = Path("/")
     media: str = "auto"
     lock_file: Path = dataclasses.field(default_factory=_default_lock_file)
-    cpu_per_gateway: float = 1.2  # cores; docs/benchmarks.md: 1.16 cores in a 640x360 <-> 720p audio+video call
+    cpu_per_gateway: float = 1.3  # cores; docs/benchmarks.md: 1.16-1.27 cores in a 640x360 <-> 720p a+v call
     memory_per_gateway: int = 768 * 1024**2  # bytes; docs/benchmarks.md: ~480 MiB cgroup peak in a call, 564 MiB seen
     ready_timeout: float = 120.0  # seconds `launch` waits for the state file to say ready
     stop_timeout: int = 20  # seconds between SIGTERM and SIGKILL
