@@ -12,7 +12,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import docker
 
@@ -73,11 +73,12 @@ def _close(measured: float | None, expected: float) -> bool:
     return measured is not None and abs(measured - expected) <= expected * TOLERANCE
 
 
-def make_caller(stack: LocalStack, workdir: Path, tone: int = CALLER_TONE) -> BaresipCaller:
-    """The host baresip caller, registered at the stack's Kamailio on the bridge address."""
+def make_caller(stack: LocalStack, workdir: Path, tone: int = CALLER_TONE, **options: Any) -> BaresipCaller:
+    """The host baresip caller, registered at the stack's Kamailio on the bridge address; `options` go to
+    BaresipCaller (e.g. ``video_codecs="H264"``)."""
     user = stack.caller_user
     return BaresipCaller(user=user.user, domain=SIP_DOMAIN, registrar=stack.registrar, workdir=workdir,
-                         tone_hz=tone, password=user.password, sip_ip=stack.ip)
+                         tone_hz=tone, password=user.password, sip_ip=stack.ip, **options)
 
 
 def _first_audible(participant: Participant, expected: float, timeout: float) -> float | None:
@@ -101,6 +102,7 @@ def grab_gateway_screen(container: str, path_in_logs: str = "room-as-gateway-see
 
 def run_test_call(stack: LocalStack, gateway_uri: str, room: str, workdir: Path, *,
                   during_call: Callable[[], None] | None = None, container: str | None = None,
+                  caller_options: dict[str, Any] | None = None,
                   progress: Progress = lambda message: None) -> CallReport:
     """A participant joins `room`, a caller dials `gateway_uri` through Kamailio; measure media both ways, hang up.
 
@@ -112,7 +114,7 @@ def run_test_call(stack: LocalStack, gateway_uri: str, room: str, workdir: Path,
     progress(f"participant joins room {room} (sending {ROOM_TONE} Hz + test video)")
     with Participant(base_url=stack.base_url, room=room, tone_hz=ROOM_TONE, name="participant",
                      workdir=workdir / "participant") as participant, \
-            make_caller(stack, workdir / "caller") as caller:
+            make_caller(stack, workdir / "caller", **(caller_options or {})) as caller:
         caller.wait_registered(30)
         progress(f"caller {caller.uri} dials {gateway_uri} through Kamailio (sending {CALLER_TONE} Hz + test video)")
         dialled = time.monotonic()

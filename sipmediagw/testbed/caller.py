@@ -35,6 +35,7 @@ class BaresipCaller:
     def __init__(self, *, user: str, domain: str, registrar: str, workdir: Path, tone_hz: int = 1000,
                  video: bool = True, net_interface: str | None = None, sip_ip: str | None = None,
                  sip_port: int | None = None, password: str | None = None, transport: str = "udp",
+                 video_codecs: str | None = None,
                  video_size: tuple[int, int] = (640, 360), fps: int = 15) -> None:
         self.user = user
         self.domain = domain
@@ -50,6 +51,7 @@ class BaresipCaller:
         self.ctrl_port = free_port()
         self.password = password
         self.transport = transport
+        self.video_codecs = video_codecs  # e.g. "H264": offer only that, as many room systems do
         self.video_size = video_size
         self.fps = fps
         self.snd_dir = self.workdir / "recordings"
@@ -67,6 +69,8 @@ class BaresipCaller:
         """The baresip account line (auth_pass only when a password is set)."""
         line = f"<{self.uri};transport={self.transport}>;outbound=\"sip:{self.registrar};transport={self.transport}\""
         line += ";regint=300;answermode=auto;ptime=20"
+        if self.video_codecs:
+            line += f";video_codecs={self.video_codecs}"
         if self.password:
             line += f";auth_user={self.user};auth_pass={self.password}"
         return line

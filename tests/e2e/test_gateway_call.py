@@ -82,3 +82,14 @@ def test_two_gateways_in_two_rooms_each_reachable_by_its_own_uri(stack: LocalSta
         caller.hangup()
         caller.wait_closed(30)
     cli.wait_state("e2e-right", "ready")
+
+
+def test_a_caller_offering_only_h264_like_a_room_system(stack: LocalStack, cli: Cli, tmp_path: Path) -> None:
+    """Polycom/Cisco room systems commonly offer H.264 only: the gateway must negotiate it both ways."""
+    cli.launch("1237", "e2e-h264")
+    report = run_test_call(stack, stack.gateway_uri(0), "1237", tmp_path / "call",
+                           caller_options={"video_codecs": "H264"})
+    caller_log = (tmp_path / "call" / "caller" / "baresip.log").read_text(errors="replace")
+    assert "Set video encoder: H264" in caller_log and "Set video decoder: H264" in caller_log, caller_log[-3000:]
+    assert report.room_video_changing and report.caller_video_changing, cli.log_tails("e2e-h264")
+    assert close_to(report.room_audio_hz, CALLER_TONE) and close_to(report.caller_audio_hz, ROOM_TONE)
