@@ -7,7 +7,8 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Callable, Mapping, Self, Sequence
 
 
 class TestbedError(RuntimeError):
@@ -104,3 +105,36 @@ class Daemon:
             os.killpg(self.popen.pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+class DaemonService:
+    """A test-bed service run as one Daemon: liveness, log tail, idempotent stop, context manager.
+
+    Subclasses set ``self._daemon`` in ``start()`` and extend ``stop()`` for their own clean-up.
+    """
+
+    _daemon: Daemon | None = None
+
+    def start(self) -> None:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def alive(self) -> bool:
+        """True while the service's process runs."""
+        return self._daemon is not None and self._daemon.alive()
+
+    def tail(self, lines: int = 40) -> str:
+        """Last lines of the service's log (for failure reports)."""
+        return self._daemon.tail(lines) if self._daemon else ""
+
+    def stop(self) -> None:
+        """Stop the process group (SIGTERM, then SIGKILL). Idempotent."""
+        if self._daemon:
+            self._daemon.stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

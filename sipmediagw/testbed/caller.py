@@ -9,12 +9,11 @@ import shutil
 import socket
 import time
 from pathlib import Path
-from types import TracebackType
 
 from sipmediagw.gateway.baresip import BaresipControl, BaresipControlError
 from sipmediagw.gateway.logs import get_logger
 
-from ._proc import Daemon, TestbedError, wait_until
+from ._proc import Daemon, DaemonService, TestbedError, wait_until
 from .network import free_port
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -23,7 +22,7 @@ MODULES = ["account", "menu", "ctrl_tcp", "opus", "g711", "vp8", "avcodec", "avf
            "aubridge", "sndfile", "snapshot"]
 
 
-class BaresipCaller:
+class BaresipCaller(DaemonService):
     """baresip 1.0.0 as a SIP endpoint `user@domain` registered through `registrar` ("IP:PORT").
 
     Sends an `ausine` tone of `tone_hz` (stereo: ausine fails with one channel) and, with `video`, an ffmpeg
@@ -249,27 +248,10 @@ class BaresipCaller:
                 return True
         return False
 
-    def alive(self) -> bool:
-        """True while baresip runs."""
-        return self._daemon is not None and self._daemon.alive()
-
-    def tail(self, lines: int = 40) -> str:
-        """Last lines of this caller's baresip log."""
-        return self._daemon.tail(lines) if self._daemon else ""
-
     def stop(self) -> None:
         """Quit baresip (it unregisters first; SIGTERM takes 1-3 s). Idempotent."""
         self.control.close()
-        if self._daemon:
-            self._daemon.stop()
-
-    def __enter__(self) -> "BaresipCaller":
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+        super().stop()
 
 
 def _free_port_pair(ip: str) -> int:

@@ -6,15 +6,14 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from types import TracebackType
 
-from ._proc import Daemon, TestbedError
+from ._proc import Daemon, DaemonService, TestbedError
 from .network import port_open
 
 TURNSERVER_CONF = Path(__file__).resolve().parents[2] / "docs" / "turnserver.conf"
 
 
-class Coturn:
+class Coturn(DaemonService):
     """coturn on `listen_ip:port` (UDP+TCP) with one long-term-credential user; loopback peers allowed for tests."""
 
     def __init__(self, *, listen_ip: str, workdir: Path, port: int = 3478, realm: str = "sipmediagw.local",
@@ -68,27 +67,6 @@ class Coturn:
             raise TestbedError(f"turnutils_uclient failed (rc={proc.returncode}):\n{out[-2000:]}"
                                f"\n--- coturn ---\n{self.tail()}")
         return counts
-
-    def alive(self) -> bool:
-        """True while turnserver runs."""
-        return self._daemon is not None and self._daemon.alive()
-
-    def tail(self, lines: int = 40) -> str:
-        """Last lines of coturn's log."""
-        return self._daemon.tail(lines) if self._daemon else ""
-
-    def stop(self) -> None:
-        """Stop coturn. Idempotent."""
-        if self._daemon:
-            self._daemon.stop()
-
-    def __enter__(self) -> "Coturn":
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
 
 def coturn_available() -> bool:

@@ -6,10 +6,9 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from types import TracebackType
 from typing import Mapping, Sequence
 
-from ._proc import Daemon, TestbedError, wait_until
+from ._proc import Daemon, DaemonService, TestbedError, wait_until
 from .network import port_open
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -17,7 +16,7 @@ KAMAILIO_CFG = DOCS / "kamailio.cfg"
 TLS_CFG = DOCS / "tls.cfg"
 
 
-class Kamailio:
+class Kamailio(DaemonService):
     """Kamailio 5.6 as registrar + proxy for `domain`, listening on UDP+TCP `port` of every address in `listen`.
 
     `users` (user -> password) turns on digest auth of REGISTER; `tls` = (certificate, key) adds TLS on port + 1.
@@ -131,28 +130,11 @@ class Kamailio:
         """Process ids of what start() launched (for a stack left running by the demo)."""
         return [pid for pid in [self._daemon.pid if self._daemon else None] if pid]
 
-    def alive(self) -> bool:
-        """True while the Kamailio main process runs."""
-        return self._daemon is not None and self._daemon.alive()
-
-    def tail(self, lines: int = 40) -> str:
-        """Last lines of Kamailio's log (for failure reports)."""
-        return self._daemon.tail(lines) if self._daemon else ""
-
     def stop(self) -> None:
         """Stop Kamailio (SIGTERM to its process group, then SIGKILL). Idempotent."""
-        if self._daemon:
-            self._daemon.stop()
+        super().stop()
         self.pidfile.unlink(missing_ok=True)
         self.ctl_socket.unlink(missing_ok=True)
-
-    def __enter__(self) -> "Kamailio":
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
 
 def kamailio_available() -> bool:
