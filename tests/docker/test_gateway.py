@@ -191,8 +191,19 @@ def _chromium_pids(gw: Gateway) -> list[int]:
     return [pid for pid, state, comm in gw.processes() if comm == "chromium" and state != "Z"]
 
 
-def _no_zombies(gw: Gateway) -> list[tuple[int, str, str]]:
+def _zombies(gw: Gateway) -> list[tuple[int, str, str]]:
     return [p for p in gw.processes() if p[1] == "Z"]
+
+
+def _assert_no_lasting_zombies(gw: Gateway) -> None:
+    """A process is a zombie for a moment between its exit and its parent's wait(): only a lasting one is a leak."""
+    seen: list[list[tuple[int, str, str]]] = []
+
+    def none_left() -> bool:
+        seen.append(_zombies(gw))
+        return not seen[-1]
+
+    _wait(none_left, 15, "no zombie processes", lambda: f"zombies: {seen[-1]}\n{gw.report()}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -254,7 +265,7 @@ def test_chromium_killed_mid_call_hangs_up_and_recovers(start_gateway: Callable[
     assert state["last_error"].startswith("browser")
     after = _chromium_pids(gw)
     assert after and not set(after) & set(before)
-    assert _no_zombies(gw) == []
+    _assert_no_lasting_zombies(gw)
     # and it still takes calls
     caller.dial(f"sip:gw-crash@{caller.domain}")
     caller.wait_established(30)
@@ -270,7 +281,7 @@ def test_docker_stop_mid_call_sends_bye_and_exits_zero(start_gateway: Callable[.
     caller.dial(f"sip:gw-stop@{caller.domain}")
     caller.wait_established(30)
     gw.wait_state("in-call", 60)
-    assert _no_zombies(gw) == []
+    _assert_no_lasting_zombies(gw)
     gw.container.stop(timeout=20)  # SIGTERM, then SIGKILL after 20 s (which would give exit code 137)
     gw.container.reload()
     assert gw.container.attrs["State"]["ExitCode"] == 0, gw.report()
