@@ -33,7 +33,7 @@ from sipmediagw.launcher import LaunchRequest, LaunchResult, launch, log_folder,
 from sipmediagw.settings import Settings, load_settings
 from sipmediagw.state import GatewayState, read_state
 from sipmediagw.testbed.caller import BaresipCaller
-from sipmediagw.testbed.network import free_port
+from sipmediagw.testbed.network import free_port, free_port_range
 from sipmediagw.testbed.participant import Participant
 from sipmediagw.testbed.stack import LocalStack
 from sipmediagw.testbed.tones import dominant_frequency as tone_hz
@@ -282,7 +282,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "workdir": str(workdir),
     }
     probe = LocalStack(workdir / "stack")  # only for the bridge address
-    stack = LocalStack(workdir / "stack", gateways=2, sip_port=free_port(probe.ip) & ~1,
+    stack = LocalStack(workdir / "stack", gateways=2, sip_port=free_port_range(probe.ip),
                        janus_http_port=free_port(probe.ip), janus_web_port=free_port(probe.ip))
     say(f"starting Kamailio sip:{stack.registrar} and Janus {stack.base_url} (workdir {workdir})")
     stack.start()

@@ -6,7 +6,6 @@ import hashlib
 import queue
 import re
 import shutil
-import socket
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from sipmediagw.gateway.baresip import BaresipControl, BaresipControlError
 from sipmediagw.gateway.logs import get_logger
 
 from ._proc import Daemon, DaemonService, TestbedError, wait_until
-from .network import free_port
+from .network import free_port, free_port_range
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Codec preference follows load order: Opus first, as a modern room system offers it (G.711 stays as a fallback).
@@ -46,7 +45,7 @@ class BaresipCaller(DaemonService):
         # baresip 1.0.0 cannot resolve "lo" by name, but accepts an IP address here.
         self.net_interface = net_interface or self.sip_ip
         # baresip also binds TLS on port + 1, so ports are taken in pairs.
-        self.sip_port = sip_port or _free_port_pair(self.sip_ip)
+        self.sip_port = sip_port or free_port_range(self.sip_ip)
         self.ctrl_port = free_port()
         self.password = password
         self.transport = transport
@@ -252,27 +251,6 @@ class BaresipCaller(DaemonService):
         """Quit baresip (it unregisters first; SIGTERM takes 1-3 s). Idempotent."""
         self.control.close()
         super().stop()
-
-
-def _free_port_pair(ip: str) -> int:
-    """An even UDP/TCP port p with p and p+1 both free (baresip binds TLS on p+1)."""
-    for _ in range(50):
-        port = free_port(ip, socket.SOCK_DGRAM)
-        if port % 2:
-            port -= 1
-        if all(_port_free(ip, p) for p in (port, port + 1)):
-            return port
-    raise TestbedError(f"no free SIP port pair on {ip}")
-
-
-def _port_free(ip: str, port: int) -> bool:
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        with socket.socket(socket.AF_INET, kind) as sock:
-            try:
-                sock.bind((ip, port))
-            except OSError:
-                return False
-    return True
 
 
 def baresip_available() -> bool:

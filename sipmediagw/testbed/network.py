@@ -53,6 +53,26 @@ def free_port(ip: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_range(ip: str = "127.0.0.1", count: int = 2) -> int:
+    """An even port p with p .. p+count-1 all free for both UDP and TCP on `ip` (SIP servers also bind p+1 for
+    TLS: baresip, Kamailio with TLS)."""
+    for _ in range(200):
+        base = free_port(ip, socket.SOCK_DGRAM) & ~1
+        if base + count < 65536 and all(_port_free(ip, port) for port in range(base, base + count)):
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports on {ip}")
+
+
+def _port_free(ip: str, port: int) -> bool:
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind((ip, port))
+            except OSError:
+                return False
+    return True
+
+
 def port_open(ip: str, port: int, timeout: float = 0.5) -> bool:
     """True when a TCP connect to ip:port succeeds."""
     try:

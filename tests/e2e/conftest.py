@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from sipmediagw.testbed.network import free_port
+from sipmediagw.testbed.network import free_port, free_port_range
 from sipmediagw.testbed.stack import LocalStack
 
 REQUIRED_TOOLS = ("docker", "kamailio", "kamcmd", "janus", "baresip", "chromium", "chromedriver", "sox")
@@ -33,7 +33,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     _require_tools()
     workdir = tmp_path_factory.mktemp("stack")
     probe = LocalStack(workdir)  # only to learn the bridge address for free ports
-    local = LocalStack(workdir, gateways=2, sip_port=free_port(probe.ip) & ~1,
+    local = LocalStack(workdir, gateways=2, sip_port=free_port_range(probe.ip),
                        janus_http_port=free_port(probe.ip), janus_web_port=free_port(probe.ip))
     with local:
         yield local

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import wave
@@ -21,31 +20,11 @@ import pytest
 
 from sipmediagw.gateway.baresip import BaresipControl, baresip_argv, render_baresip_config
 from sipmediagw.gateway.controller import Controller
+from sipmediagw.testbed.network import free_port_range
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "baresip"
 LOOPBACK = "127.0.0.1"
 WAIT = 20.0  # generous: these are upper bounds on waits, not timing assertions
-
-
-def _port_free(port: int) -> bool:
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        with socket.socket(socket.AF_INET, kind) as probe:
-            try:
-                probe.bind((LOOPBACK, port))
-            except OSError:
-                return False
-    return True
-
-
-def _free_ports(count: int) -> int:
-    """A base port with `count` consecutive free UDP+TCP ports on loopback (baresip binds SIP, SIP+1 for TLS)."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind((LOOPBACK, 0))
-            base = probe.getsockname()[1]
-        if base + count < 65535 and all(_port_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free port range on 127.0.0.1")
 
 
 class Baresip:
@@ -53,7 +32,7 @@ class Baresip:
 
     def __init__(self, workdir: Path, name: str, account: str, tone_hz: int, record: bool = False) -> None:
         self.name = name
-        base = _free_ports(3)
+        base = free_port_range(LOOPBACK, 3)
         self.sip_port, ctrl_port = base, base + 2
         extra = {"sip_listen": f"{LOOPBACK}:{self.sip_port}", "ausrc_channels": "2"}  # ausine needs 2 channels
         self.record_dir = workdir / f"{name}-rec"

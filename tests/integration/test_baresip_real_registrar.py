@@ -10,8 +10,9 @@ import pytest
 
 from sipmediagw.gateway.controller import Controller
 from sipmediagw.testbed.kamailio import Kamailio
+from sipmediagw.testbed.network import free_port_range
 
-from test_baresip_real import LOOPBACK, WAIT, RecordingRoom, _free_ports, spawn  # noqa: F401 (fixture)
+from test_baresip_real import LOOPBACK, WAIT, RecordingRoom, spawn  # noqa: F401 (fixture)
 
 PASSWORD = "gw-Secret-42"
 
@@ -20,7 +21,7 @@ PASSWORD = "gw-Secret-42"
 def registrar(tmp_path: Path):  # type: ignore[no-untyped-def]
     if shutil.which("kamailio") is None:
         pytest.fail("kamailio is not installed: apt-get install kamailio")
-    with Kamailio(domain=LOOPBACK, listen=[LOOPBACK], port=_free_ports(2), workdir=tmp_path / "kamailio",
+    with Kamailio(domain=LOOPBACK, listen=[LOOPBACK], port=free_port_range(LOOPBACK), workdir=tmp_path / "kamailio",
                   users={"gw": PASSWORD}) as kamailio:
         yield kamailio
 

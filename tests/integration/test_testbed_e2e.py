@@ -15,7 +15,7 @@ from sipmediagw.testbed.caller import BaresipCaller
 from sipmediagw.testbed.coturn import Coturn
 from sipmediagw.testbed.janus import JanusServer
 from sipmediagw.testbed.kamailio import Kamailio
-from sipmediagw.testbed.network import BridgeKeeper, docker_bridge_ip, free_port
+from sipmediagw.testbed.network import BridgeKeeper, docker_bridge_ip, free_port, free_port_range
 from sipmediagw.testbed.participant import Participant
 from sipmediagw.testbed.tones import dominant_frequency
 
@@ -36,25 +36,10 @@ def close_to(measured: float | None, expected: float, tolerance: float = 0.05) -
     return measured is not None and abs(measured - expected) <= expected * tolerance
 
 
-def free_sip_port() -> int:
-    """An even port free for UDP+TCP with port+1 free too (TLS)."""
-    for _ in range(50):
-        port = free_port(LOOPBACK, socket.SOCK_DGRAM) & ~1
-        try:
-            for p in (port, port + 1):
-                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                    with socket.socket(socket.AF_INET, kind) as s:
-                        s.bind((LOOPBACK, p))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port pair")
-
-
 @pytest.fixture
 def kamailio(tmp_path: Path) -> Iterator[Kamailio]:
     require("kamailio", "kamcmd")
-    kam = Kamailio(domain=DOMAIN, listen=[LOOPBACK], port=free_sip_port(), workdir=tmp_path / "kamailio",
+    kam = Kamailio(domain=DOMAIN, listen=[LOOPBACK], port=free_port_range(LOOPBACK), workdir=tmp_path / "kamailio",
                    users={"alice": "alice-Secret-1", "bob": "bob-Secret-2"})
     kam.start()
     try:
@@ -119,7 +104,7 @@ def test_register_with_a_wrong_password_is_refused(tmp_path: Path, kamailio: Kam
 
 def test_kamailio_survives_a_stale_pidfile_and_stops_cleanly(tmp_path: Path) -> None:
     require("kamailio", "kamcmd")
-    kam = Kamailio(domain=DOMAIN, listen=[LOOPBACK], port=free_sip_port(), workdir=tmp_path / "k")
+    kam = Kamailio(domain=DOMAIN, listen=[LOOPBACK], port=free_port_range(LOOPBACK), workdir=tmp_path / "k")
     kam.workdir.mkdir(parents=True)
     kam.pidfile.write_text("999999\n")
     with kam:
@@ -137,7 +122,7 @@ def test_kamailio_with_tls_accepts_a_tls_handshake(tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
                     str(cert), "-days", "2", "-subj", f"/CN={DOMAIN}"], check=True, capture_output=True)
-    with Kamailio(domain=DOMAIN, listen=[LOOPBACK], port=free_sip_port(), workdir=tmp_path / "k",
+    with Kamailio(domain=DOMAIN, listen=[LOOPBACK], port=free_port_range(LOOPBACK), workdir=tmp_path / "k",
                   tls=(cert, key)) as kam:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
@@ -187,7 +172,7 @@ def test_two_participants_hear_and_see_each_other_in_a_janus_room(tmp_path: Path
 
 def test_coturn_starts_with_the_docs_config_and_relays_an_allocation(tmp_path: Path) -> None:
     require("turnserver", "turnutils_uclient")
-    turn = Coturn(listen_ip=LOOPBACK, workdir=tmp_path / "coturn", port=free_sip_port())
+    turn = Coturn(listen_ip=LOOPBACK, workdir=tmp_path / "coturn", port=free_port_range(LOOPBACK))
     with turn:
         counts = turn.allocate(messages=5)
         assert counts["tot_send_msgs"] > 0
