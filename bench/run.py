@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import docker
-from sipmediagw.demo import CALLER_TONE, ROOM_TONE, TOLERANCE, make_caller, run_test_call
+from sipmediagw.demo import CALLER_TONE, ROOM_LISTEN_S, ROOM_TONE, TOLERANCE, make_caller, run_test_call
 from sipmediagw.errors import GatewayNotFound
 from sipmediagw.launcher import LaunchRequest, LaunchResult, launch, log_folder, stop_gateway
 from sipmediagw.settings import Settings, load_settings
@@ -36,13 +36,12 @@ from sipmediagw.testbed.caller import BaresipCaller
 from sipmediagw.testbed.network import free_port, free_port_range
 from sipmediagw.testbed.participant import Participant
 from sipmediagw.testbed.stack import LocalStack
-from sipmediagw.testbed.tones import dominant_frequency as tone_hz
+from sipmediagw.testbed.tones import MAKE_TONE_LEVEL_DB, check_tone
 
 from . import codecfloor
 from .codecfloor import Stream
 from .machine import machine_info
 from .procstats import Window
-from .tone import audible_share
 
 IMAGE = "sipmediagw:latest"
 ROOM_A, ROOM_B = "1234", "1235"
@@ -177,7 +176,6 @@ def held_call(stack: LocalStack, gateway_uri: str, room: str, workdir: Path, ton
             try:
                 caller.hangup()
                 caller.wait_closed(30)
-                time.sleep(1)  # sndfile closes its WAV when the call is torn down
             except Exception as exc:  # noqa: BLE001 - the context managers stop both anyway
                 say(f"hang-up of {gateway_uri}: {exc}")
 
@@ -202,25 +200,31 @@ def video_elements(participant: Participant, gap: float = 2.0) -> dict[str, dict
     return out
 
 
-def media_check(call: HeldCall, tone: int) -> dict[str, Any]:
-    """Is media still flowing: the caller's tone in the room, changing video in the room."""
-    hz = call.participant.remote_audio_frequency(timeout=15)
-    return {"room_audio_hz": hz, "room_audio_ok": close(hz, tone),
+def media_check(call: HeldCall, path: Path) -> dict[str, Any]:
+    """Is media still flowing: record the caller's audio in the room (judged after the call), changing video."""
+    recording = call.participant.record_remote_audio(path, ROOM_LISTEN_S)
+    return {"room_recording": str(recording) if recording else None,
             "room_video_changing": call.participant.remote_video_changing(timeout=20)}
 
 
-def caller_heard(call: HeldCall) -> dict[str, Any]:
-    """After hang-up: the room's tone in the caller's recording, and how steadily it was heard."""
+def audio_verdicts(call: HeldCall, check: dict[str, Any], tone: int) -> dict[str, Any]:
+    """After hang-up (recordings closed): the caller's tone in the room and the room's tone at the caller, each
+    judged on level and frequency over the whole window (sipmediagw.testbed.tones)."""
+    out: dict[str, Any] = {}
     try:
-        path = call.caller.recording_path()
-        length = float(subprocess.run(["sox", "--i", "-D", str(path)], capture_output=True, text=True,
-                                      timeout=30).stdout.strip() or 0)
-        # the last seconds: on a loaded host the room's audio reaches the caller many seconds after the answer
-        hz: float | None = tone_hz(path, start=max(0.0, length - 4), duration=3)
-        share: float | None = round(audible_share(path), 2)  # 1.0 = never interrupted once heard
-    except Exception:  # noqa: BLE001 - no recording = nothing heard
-        hz, share = None, None
-    return {"caller_audio_hz": hz, "caller_audio_ok": close(hz, ROOM_TONE), "caller_audible_share": share}
+        room = check.get("room_recording")
+        heard = check_tone(Path(room), tone, call.caller.sent_level(), min_window=ROOM_LISTEN_S - 2) if room else None
+        out |= {"room_audio": heard.summary() if heard else "no audio", "room_audio_hz": heard.hz if heard else None,
+                "room_audio_ok": bool(heard and heard.ok)}
+    except Exception as exc:  # noqa: BLE001 - a failed measurement is reported, not fatal to the benchmark
+        out |= {"room_audio": f"not measured: {exc}", "room_audio_ok": False}
+    try:
+        caller = call.caller.check_heard(ROOM_TONE, MAKE_TONE_LEVEL_DB)
+        out |= {"caller_audio": caller.summary(), "caller_audio_hz": caller.hz, "caller_audio_ok": caller.ok,
+                "caller_audible_share": round(caller.audible_share, 2)}
+    except Exception as exc:  # noqa: BLE001 - no recording = nothing heard
+        out |= {"caller_audio": f"not measured: {exc}", "caller_audio_ok": False}
+    return out
 
 
 # --- negotiated media, from the logs ---
@@ -331,8 +335,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(args.settle)
             videos = video_elements(call.participant)
             window = Window({"bench-a": cid_a}).run(args.window)
-            after = media_check(call, CALLER_TONE)
-        after |= caller_heard(call)
+            after = media_check(call, workdir / "held" / "room-heard.wav")
+        after |= audio_verdicts(call, after, CALLER_TONE)
         media = negotiated(gateways.app_log("bench-a"), (workdir / "held" / "caller" / "baresip.log").read_text(
             errors="replace"))
         results["in_call"] = {"gateway": window.gateway_report("bench-a"), "host": window.host_report(),
@@ -349,11 +353,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     held_call(stack, gw_b.sip_uri, ROOM_B, workdir / "two-b", TONE_B, "bob") as call_b:
                 time.sleep(args.settle)
                 both = Window({"bench-a": cid_a, "bench-b": cid_b}).run(args.two_window)
-                check_a, check_b = media_check(call_a, CALLER_TONE), media_check(call_b, TONE_B)
+                check_a = media_check(call_a, workdir / "two-a" / "room-heard.wav")
+                check_b = media_check(call_b, workdir / "two-b" / "room-heard.wav")
                 check_a["participant_videos"] = video_elements(call_a.participant)
                 check_b["participant_videos"] = video_elements(call_b.participant)
-            check_a |= caller_heard(call_a)
-            check_b |= caller_heard(call_b)
+            check_a |= audio_verdicts(call_a, check_a, CALLER_TONE)
+            check_b |= audio_verdicts(call_b, check_b, TONE_B)
             results["two_gateways"] = {
                 "bench-a": both.gateway_report("bench-a") | {"media": check_a, "audible_after_s": call_a.audible_after},
                 "bench-b": both.gateway_report("bench-b") | {"media": check_b, "audible_after_s": call_b.audible_after},

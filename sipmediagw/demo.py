@@ -22,51 +22,79 @@ from .settings import Settings, project_root
 from .testbed.caller import BaresipCaller
 from .testbed.participant import Participant
 from .testbed.stack import SIP_DOMAIN, LocalStack
-from .testbed.tones import dominant_frequency
+from .testbed._proc import wait_until
+from .testbed.tones import MAKE_TONE_LEVEL_DB, ToneCheck, check_tone
 
 CALLER_TONE = 1000  # Hz, sent by the SIP caller
 ROOM_TONE = 440  # Hz, sent by the participant in the room
 DEMO_ROOM = "1234"
 DEMO_GATEWAY = "demo"
 TOLERANCE = 0.05  # relative, on measured tone frequencies
+ROOM_LISTEN_S = 12.0  # how long the room's audio is recorded and judged (>= 10 s of it is checked)
 
 Progress = Callable[[str], None]
 
 
 def demo_dir() -> Path:
-    """Where the demo keeps its stack's files, logs and record (inside the project, git-ignored)."""
+    """Where the demo keeps its stack's files, logs and record by default (inside the project, git-ignored)."""
     return project_root() / ".demo"
 
 
 @dataclasses.dataclass
 class CallReport:
-    """What a test call measured. Times in seconds, frequencies in Hz."""
+    """What a test call measured. Times in seconds. Audio is judged over the call, both ways (testbed/tones.py)."""
 
     answered_after: float | None = None  # dial -> CALL_ESTABLISHED at the caller
     room_joined_after: float | None = None  # answer -> the gateway publishes in the room
     room_audible_after: float | None = None  # answer -> the caller's tone is heard in the room
-    room_audio_hz: float | None = None
+    room_heard: ToneCheck | None = None  # the caller's tone as the room participant heard it
     room_video_changing: bool = False
-    caller_audio_hz: float | None = None
+    caller_heard: ToneCheck | None = None  # the room's tone in the caller's recording
     caller_video_changing: bool = False
     room_left_after: float | None = None  # caller's hang-up -> the gateway is gone from the room
     screenshots: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def room_hears_caller(self) -> bool:
-        """The caller's tone arrived in the room."""
-        return _close(self.room_audio_hz, CALLER_TONE)
+        """The caller's tone was heard in the room at its level, for the whole window."""
+        return self.room_heard is not None and self.room_heard.ok
 
     @property
     def caller_hears_room(self) -> bool:
-        """The room's tone arrived in the caller's recording."""
-        return _close(self.caller_audio_hz, ROOM_TONE)
+        """The room's tone was heard by the caller at its level, for the whole window."""
+        return self.caller_heard is not None and self.caller_heard.ok
+
+    @property
+    def room_audio_hz(self) -> float | None:
+        """sox's estimate of what the room heard."""
+        return self.room_heard.hz if self.room_heard else None
+
+    @property
+    def caller_audio_hz(self) -> float | None:
+        """sox's estimate of what the caller heard."""
+        return self.caller_heard.hz if self.caller_heard else None
 
     @property
     def ok(self) -> bool:
         """Media flowed both ways, audio and video."""
         return (self.room_hears_caller and self.room_video_changing and self.caller_hears_room
                 and self.caller_video_changing and self.room_left_after is not None)
+
+    def problems(self) -> str:
+        """What failed, in words (for test failures)."""
+        out = []
+        for what, check in (("caller -> room audio", self.room_heard), ("room -> caller audio", self.caller_heard)):
+            if check is None:
+                out.append(f"{what}: not measured")
+            elif not check.ok:
+                out.append(f"{what}: {check.summary()}")
+        if not self.room_video_changing:
+            out.append("caller -> room video: frames not changing")
+        if not self.caller_video_changing:
+            out.append("room -> caller video: frames not changing")
+        if self.room_left_after is None:
+            out.append("the gateway did not leave the room after the hang-up")
+        return "; ".join(out)
 
 
 def _close(measured: float | None, expected: float) -> bool:
@@ -100,12 +128,19 @@ def grab_gateway_screen(container: str, path_in_logs: str = "room-as-gateway-see
     return proc.returncode == 0
 
 
+def wait_left_room(participant: Participant, timeout: float = 30) -> bool:
+    """Wait until the participant receives nobody any more (the gateway left)."""
+    return wait_until(lambda: participant.remote_count() == 0, timeout, 0.1)
+
+
 def run_test_call(stack: LocalStack, gateway_uri: str, room: str, workdir: Path, *,
                   during_call: Callable[[], None] | None = None, container: str | None = None,
                   caller_options: dict[str, Any] | None = None,
                   progress: Progress = lambda message: None) -> CallReport:
     """A participant joins `room`, a caller dials `gateway_uri` through Kamailio; measure media both ways, hang up.
 
+    Audio is judged over the call: the room records ROOM_LISTEN_S seconds of what it hears from the caller, and the
+    caller's whole recording of the room is judged after the hang-up (>= 10 s of each, level and frequency).
     `during_call` runs while the call is up (tests check `status` there); with `container`, the gateway's room
     display is saved as a PNG in its log folder.
     """
@@ -126,9 +161,12 @@ def run_test_call(stack: LocalStack, gateway_uri: str, room: str, workdir: Path,
         report.room_joined_after = time.monotonic() - answered
         if _first_audible(participant, CALLER_TONE, 60) is not None:
             report.room_audible_after = time.monotonic() - answered
-        report.room_audio_hz = participant.remote_audio_frequency(timeout=30)
         report.room_video_changing = participant.remote_video_changing(timeout=60)
         report.caller_video_changing = caller.received_video_changing(60)
+        # Once video flows both ways (the gateway's camera relay adapts to the caller's picture when it arrives),
+        # the room listens; the caller records the whole call meanwhile.
+        progress(f"listening to the call for {ROOM_LISTEN_S:.0f} s in the room (the caller records meanwhile)")
+        room_recording = participant.record_remote_audio(workdir / "room-heard.wav", ROOM_LISTEN_S)
         if during_call:
             during_call()
         shot = workdir / "room-as-participant-sees-it.png"
@@ -136,29 +174,52 @@ def run_test_call(stack: LocalStack, gateway_uri: str, room: str, workdir: Path,
         report.screenshots.append(str(shot))
         if container and grab_gateway_screen(container):
             report.screenshots.append("room-as-gateway-sees-it.png (in the gateway's log folder)")
-        time.sleep(3)  # a few more seconds of room audio in the caller's recording
         progress("caller hangs up")
         hung_up = time.monotonic()
         caller.hangup()
         caller.wait_closed(30)
-        deadline = hung_up + 30
-        while time.monotonic() < deadline:
-            if participant.remote_count() == 0:
-                report.room_left_after = time.monotonic() - hung_up
-                break
-            time.sleep(0.25)
-        time.sleep(max(0.0, hung_up + 1 - time.monotonic()))  # sndfile closes its WAV when the call is torn down
-        report.caller_audio_hz = dominant_frequency(caller.recording_path())
+        if wait_left_room(participant):
+            report.room_left_after = time.monotonic() - hung_up
+        report.caller_heard = caller.check_heard(ROOM_TONE, MAKE_TONE_LEVEL_DB)
+        if room_recording is not None:
+            report.room_heard = check_tone(room_recording, CALLER_TONE, caller.sent_level(),
+                                           min_window=ROOM_LISTEN_S - 2)
     return report
 
 
 # --- the demo: stack + gateway + call, left running until `sipmediagw demo --down` ---
 
 
+@dataclasses.dataclass(frozen=True)
+class DemoPlace:
+    """Where one demo lives: its folder (record, logs, stack files), its gateway's name and its stack's ports.
+
+    The defaults are the README's demo; the tests run their own demo beside it (own folder, name and ports), so
+    running the suite never stops a demo someone left running.
+    """
+
+    folder: Path = dataclasses.field(default_factory=demo_dir)
+    gateway: str = DEMO_GATEWAY
+    sip_port: int = 5060
+    janus_port: int = 8088
+    web_port: int = 8000
+
+    @property
+    def record(self) -> Path:
+        """The JSON record of this demo's running stack (pids, bridge container, gateway)."""
+        return self.folder / "stack.json"
+
+    @property
+    def caller_account(self) -> Path:
+        """The demo caller's credentials, for a softphone (0600)."""
+        return self.folder / "caller-account.txt"
+
+
 @dataclasses.dataclass
 class DemoResult:
     """What `run_demo` started and measured."""
 
+    place: DemoPlace
     stack: LocalStack
     launch: LaunchResult
     logs: Path  # the gateway's host log folder
@@ -166,65 +227,64 @@ class DemoResult:
     call: CallReport
 
 
-def run_demo(settings: Settings, client: docker.DockerClient, progress: Progress = lambda message: None) -> DemoResult:
-    """Start Kamailio + Janus + gateway `demo` on fixed local ports, place a test call; leave it all running."""
-    teardown(settings, client)  # a previous demo's stack holds the ports
-    workdir = demo_dir()
-    workdir.mkdir(parents=True, exist_ok=True)
-    stack = LocalStack(workdir / "stack", gateways=1)
+def run_demo(settings: Settings, client: docker.DockerClient, place: DemoPlace | None = None,
+             progress: Progress = lambda message: None) -> DemoResult:
+    """Start Kamailio + Janus + the demo gateway on `place`'s ports, place a test call; leave it all running."""
+    place = place or DemoPlace()
+    teardown(settings, client, place)  # a previous run of this demo holds its ports
+    place.folder.mkdir(parents=True, exist_ok=True)
+    stack = LocalStack(place.folder / "stack", gateways=1, sip_port=place.sip_port,
+                       janus_http_port=place.janus_port, janus_web_port=place.web_port)
     progress(f"starting Kamailio (sip:{stack.registrar}, domain {SIP_DOMAIN}) and Janus ({stack.janus.base_url})")
     stack.start()
     try:
-        save_record(stack)
+        save_record(place, stack)
         settings = dataclasses.replace(settings, accounts_file=stack.accounts_file(), base_url=stack.base_url,
-                                       platform="janus", logs_dir=workdir / "logs")
+                                       platform="janus", logs_dir=place.folder / "logs")
         started = time.monotonic()
-        launched = launch(settings, LaunchRequest(DEMO_GATEWAY, DEMO_ROOM), client, progress=progress)
+        launched = launch(settings, LaunchRequest(place.gateway, DEMO_ROOM), client, progress=progress)
         ready_after = time.monotonic() - started
-        call = run_test_call(stack, launched.sip_uri, DEMO_ROOM, workdir / "call", container=launched.container,
+        call = run_test_call(stack, launched.sip_uri, DEMO_ROOM, place.folder / "call", container=launched.container,
                              progress=progress)
     except BaseException:
-        teardown(settings, client)
+        teardown(settings, client, place)
         raise
-    return DemoResult(stack, launched, log_folder(settings, DEMO_GATEWAY), ready_after, call)
+    return DemoResult(place, stack, launched, log_folder(settings, place.gateway), ready_after, call)
 
 
-def caller_account_file(stack: LocalStack) -> Path:
+def caller_account_file(place: DemoPlace, stack: LocalStack) -> Path:
     """Write the demo caller's credentials (user, password, registrar) to a 0600 file; passwords stay off screen."""
-    path = demo_dir() / "caller-account.txt"
+    path = place.caller_account
     path.touch(mode=0o600)
     path.write_text(f"user: {stack.caller_user.user}@{SIP_DOMAIN}\npassword: {stack.caller_user.password}\n"
                     f"registrar/outbound proxy: sip:{stack.registrar};transport=udp\n")
     return path
 
 
-def record_path() -> Path:
-    """The JSON record of a running demo stack (pids, bridge container)."""
-    return demo_dir() / "stack.json"
-
-
-def save_record(stack: LocalStack) -> None:
+def save_record(place: DemoPlace, stack: LocalStack) -> None:
     """Remember what to stop on `--down`: the stack's processes outlive this command by design."""
-    record = {"pids": stack.kamailio.pids() + stack.janus.pids(), "bridge_container": stack.bridge.container_id}
-    record_path().write_text(json.dumps(record))
+    record = {"pids": stack.kamailio.pids() + stack.janus.pids(), "bridge_container": stack.bridge.container_id,
+              "gateway": place.gateway}
+    place.record.write_text(json.dumps(record))
 
 
-def teardown(settings: Settings, client: docker.DockerClient) -> bool:
-    """Stop the demo gateway and the recorded demo stack; True when something was running."""
+def teardown(settings: Settings, client: docker.DockerClient, place: DemoPlace | None = None) -> bool:
+    """Stop the demo gateway and the recorded demo stack of `place`; True when something was running."""
+    place = place or DemoPlace()
+    record = json.loads(place.record.read_text()) if place.record.exists() else None
     found = False
-    try:
-        stop_gateway(client, DEMO_GATEWAY, settings.stop_timeout)
-        found = True
-    except GatewayNotFound:
-        pass
-    path = record_path()
-    if path.exists():
-        record = json.loads(path.read_text())
+    for gateway in {place.gateway, (record or {}).get("gateway") or place.gateway}:
+        try:
+            stop_gateway(client, gateway, settings.stop_timeout)
+            found = True
+        except GatewayNotFound:
+            pass
+    if record is not None:
         for pid in record.get("pids", []):
             _stop_group(pid)
         if record.get("bridge_container"):
             subprocess.run(["docker", "rm", "-f", record["bridge_container"]], capture_output=True, timeout=60)
-        path.unlink()
+        place.record.unlink()
         found = True
     return found
 
@@ -252,13 +312,14 @@ def render_report(result: DemoResult) -> str:
     def sec(value: float | None) -> str:
         return f"{value:.2f} s" if value is not None else "never"
 
-    def hz(value: float | None) -> str:
-        return f"{value:.0f} Hz" if value is not None else "nothing"
+    def heard(check: ToneCheck | None) -> str:
+        return check.summary() if check is not None else "nothing recorded"
 
     def mark(ok: bool) -> str:
         return "ok" if ok else "FAILED"
 
     logs = result.logs
+    down = "scripts/demo --down" if result.place == DemoPlace() else f"sipmediagw demo --down --dir {result.place.folder}"
     lines = [
         "",
         f"sipmediagw demo: gateway {gw.gateway!r} in Janus room {gw.room}, SIP {gw.sip_uri} (media {gw.media})",
@@ -266,9 +327,9 @@ def render_report(result: DemoResult) -> str:
         f"  answered (dial -> established)   {sec(call.answered_after)}",
         f"  in the room (answer -> publish)  {sec(call.room_joined_after)}",
         f"  caller audible in the room       {sec(call.room_audible_after)} after answer",
-        f"  caller -> room  audio  {hz(call.room_audio_hz)} (sent {CALLER_TONE} Hz)  {mark(call.room_hears_caller)}",
+        f"  caller -> room  audio  sent {CALLER_TONE} Hz: {heard(call.room_heard)}  {mark(call.room_hears_caller)}",
         f"  caller -> room  video  frames changing: {call.room_video_changing}  {mark(call.room_video_changing)}",
-        f"  room -> caller  audio  {hz(call.caller_audio_hz)} (sent {ROOM_TONE} Hz)  {mark(call.caller_hears_room)}",
+        f"  room -> caller  audio  sent {ROOM_TONE} Hz: {heard(call.caller_heard)}  {mark(call.caller_hears_room)}",
         f"  room -> caller  video  frames changing: {call.caller_video_changing}  {mark(call.caller_video_changing)}",
         f"  hang-up -> gateway left the room {sec(call.room_left_after)}",
         f"  verdict: {'media flowed both ways' if call.ok else 'MEDIA CHECK FAILED'}",
@@ -282,7 +343,7 @@ def render_report(result: DemoResult) -> str:
         "Still running: Kamailio, Janus and the gateway. Join from your side:",
         f"  room page  {stack.janus.room_url(gw.room)}",
         f"  SIP        call {gw.sip_uri} through the registrar sip:{stack.registrar};transport=udp",
-        f"             (a test account for your softphone: {caller_account_file(stack)})",
-        "Stop everything:  scripts/demo --down",
+        f"             (a test account for your softphone: {caller_account_file(result.place, stack)})",
+        f"Stop everything:  {down}",
     ]
     return "\n".join(lines)

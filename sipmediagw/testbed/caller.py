@@ -14,6 +14,7 @@ from sipmediagw.gateway.logs import get_logger
 
 from ._proc import Daemon, DaemonService, TestbedError, wait_until
 from .network import free_port, free_port_range
+from .tones import ToneCheck, check_tone, recorded_seconds, sent_level, wait_wav_complete
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Codec preference follows load order: Opus first, as a modern room system offers it (G.711 stays as a fallback).
@@ -211,16 +212,46 @@ class BaresipCaller(DaemonService):
         """Hang up the current call (sends BYE)."""
         self.command("hangup")
 
-    def recordings(self) -> list[Path]:
-        """Decoded (received) audio dumps written by sndfile, oldest first."""
-        return sorted(self.snd_dir.glob("dump-*-dec.wav"), key=lambda p: p.stat().st_mtime)
+    def recordings(self, side: str = "dec") -> list[Path]:
+        """sndfile's audio dumps, oldest first: `dec` what was received (decoded), `enc` what was sent."""
+        return sorted(self.snd_dir.glob(f"dump-*-{side}.wav"), key=lambda p: p.stat().st_mtime)
 
-    def recording_path(self) -> Path:
-        """The newest received-audio recording (raises if none exists)."""
-        files = self.recordings()
+    def recording_path(self, side: str = "dec") -> Path:
+        """The newest recording of `side` (raises if none exists)."""
+        files = self.recordings(side)
         if not files:
-            raise self._fail(f"no received-audio recording in {self.snd_dir}")
+            raise self._fail(f"no {'received' if side == 'dec' else 'sent'}-audio recording in {self.snd_dir}")
         return files[-1]
+
+    def recorded_seconds(self, side: str = "dec") -> float:
+        """How much audio the newest recording of `side` holds so far (0 before the call's first packet).
+
+        sndfile writes the WAV's sizes only when it closes it, so the length is taken from the file's size."""
+        files = self.recordings(side)
+        if not files:
+            return 0.0
+        return recorded_seconds(files[-1])
+
+    def wait_recorded(self, seconds: float, timeout: float = 60) -> None:
+        """Wait until this caller has recorded `seconds` of received audio in the current call."""
+        if not wait_until(lambda: self.recorded_seconds() >= seconds, timeout, 0.1):
+            raise self._fail(f"only {self.recorded_seconds():.1f} s of audio recorded after {timeout:.0f} s, "
+                             f"wanted {seconds:.0f} s")
+
+    def closed_recording(self, side: str = "dec", timeout: float = 10) -> Path:
+        """The newest recording of `side` once sndfile has closed it (it finalises the WAV when the call ends)."""
+        path = self.recording_path(side)
+        if not wait_wav_complete(path, timeout):
+            raise self._fail(f"{path} was not closed within {timeout:.0f} s of the call's end")
+        return path
+
+    def check_heard(self, expected_hz: float, sent_level_db: float) -> ToneCheck:
+        """After the call: judge the tone in what this caller received (level and frequency over the call)."""
+        return check_tone(self.closed_recording("dec"), expected_hz, sent_level_db)
+
+    def sent_level(self) -> float:
+        """After the call: the level (dBFS) of the tone this caller sent, from its encoder-side dump."""
+        return sent_level(self.closed_recording("enc"))
 
     def snapshot(self, name: str, timeout: float = 10) -> Path | None:
         """Save the next decoded received video frame as PNG; None if no frame was decoded within `timeout`."""

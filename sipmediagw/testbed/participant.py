@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import array
+import base64
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -13,7 +16,7 @@ from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 
 from ._proc import TestbedError
-from .tones import make_tone
+from .tones import make_tone, write_pcm16
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -121,6 +124,23 @@ class Participant:
                 return float(hz)
             time.sleep(0.5)
         return None
+
+    def record_remote_audio(self, path: Path, seconds: float) -> Path | None:
+        """Record `seconds` of what this page hears from the remote participants into a mono WAV at `path`;
+        None when no remote audio track exists."""
+        assert self.driver is not None
+        result = self.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "window.sipmediagw.recordRemoteAudio(arguments[0]).then(done, function (e) { done(String(e)); });",
+            int(seconds * 1000))
+        if result is None:
+            return None
+        if not isinstance(result, dict):
+            raise self._fail(f"recording the room's audio failed: {result}")
+        pcm = array.array("h", base64.b64decode(result["pcm"]))
+        if sys.byteorder == "big":
+            pcm.byteswap()  # the page wrote little-endian samples
+        return write_pcm16(path, pcm, int(result["rate"]))
 
     def frames_decoded(self) -> int:
         """Total remote video frames decoded so far (getStats inbound-rtp framesDecoded)."""

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from sipmediagw.demo import CALLER_TONE, ROOM_TONE, make_caller, run_test_call
+from sipmediagw.demo import CALLER_TONE, ROOM_LISTEN_S, ROOM_TONE, make_caller, run_test_call
 from sipmediagw.testbed.participant import Participant
 from sipmediagw.testbed.stack import LocalStack
+from sipmediagw.testbed.tones import check_tone
 
 from .conftest import Cli, close_to
 
@@ -37,8 +38,11 @@ def test_call_through_kamailio_into_a_janus_room_media_both_ways(stack: LocalSta
     report = run_test_call(stack, gateway_uri, "1234", tmp_path / "call", during_call=while_in_call)
     tails = cli.log_tails("e2e-one")
     assert report.answered_after is not None
+    # Level and frequency over >= 10 s of the call, both ways (a tone that fades or breaks up fails).
+    assert report.room_hears_caller, f"{report.problems()}\n{tails}"
     assert close_to(report.room_audio_hz, CALLER_TONE), f"room heard {report.room_audio_hz} Hz\n{tails}"
     assert report.room_video_changing, f"the caller's video did not reach the room\n{tails}"
+    assert report.caller_hears_room, f"{report.problems()}\n{tails}"
     assert close_to(report.caller_audio_hz, ROOM_TONE), f"caller heard {report.caller_audio_hz} Hz\n{tails}"
     assert report.caller_video_changing, f"the caller got no changing room video\n{tails}"
 
@@ -75,12 +79,14 @@ def test_two_gateways_in_two_rooms_each_reachable_by_its_own_uri(stack: LocalSta
         caller.dial(right_uri if right_uri.startswith("sip:") else f"sip:{right_uri}")
         caller.wait_established(60)
         bob.wait_remote(1, timeout=60)
-        heard = bob.remote_audio_frequency(timeout=60)
-        assert close_to(heard, 700), f"room 1236 heard {heard} Hz\n{cli.log_tails('e2e-right')}"
+        recording = bob.record_remote_audio(tmp_path / "bob-heard.wav", ROOM_LISTEN_S)
         assert cli.wait_state("e2e-right", "in-call")["room"] == "1236"
         assert cli.gateway("e2e-left")["state"] == "ready"  # the other gateway was not involved
         caller.hangup()
         caller.wait_closed(30)
+        assert recording is not None, f"room 1236 received no audio\n{cli.log_tails('e2e-right')}"
+        heard = check_tone(recording, 700, caller.sent_level(), min_window=ROOM_LISTEN_S - 2)
+        assert heard.ok and close_to(heard.hz, 700), f"room 1236: {heard.summary()}\n{cli.log_tails('e2e-right')}"
     cli.wait_state("e2e-right", "ready")
 
 
@@ -92,4 +98,5 @@ def test_a_caller_offering_only_h264_like_a_room_system(stack: LocalStack, cli: 
     caller_log = (tmp_path / "call" / "caller" / "baresip.log").read_text(errors="replace")
     assert "Set video encoder: H264" in caller_log and "Set video decoder: H264" in caller_log, caller_log[-3000:]
     assert report.room_video_changing and report.caller_video_changing, cli.log_tails("e2e-h264")
+    assert report.room_hears_caller and report.caller_hears_room, report.problems()
     assert close_to(report.room_audio_hz, CALLER_TONE) and close_to(report.caller_audio_hz, ROOM_TONE)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -17,7 +16,8 @@ from sipmediagw.testbed.janus import JanusServer
 from sipmediagw.testbed.kamailio import Kamailio
 from sipmediagw.testbed.network import BridgeKeeper, docker_bridge_ip, free_port, free_port_range
 from sipmediagw.testbed.participant import Participant
-from sipmediagw.testbed.tones import dominant_frequency
+from sipmediagw.testbed._proc import wait_until
+from sipmediagw.testbed.tones import MAKE_TONE_LEVEL_DB, check_tone
 
 pytestmark = pytest.mark.e2e
 
@@ -72,18 +72,19 @@ def test_two_callers_register_and_call_each_other_through_kamailio(tmp_path: Pat
         inc = bob.wait_established(30)
         assert out["direction"] == "outgoing" and inc["direction"] == "incoming"
         assert inc["peeruri"].startswith(f"sip:alice@{DOMAIN}")
-        time.sleep(5)  # let a few seconds of media be recorded (not a timing assertion)
         assert alice.received_video_changing(30), alice.tail()
         assert bob.received_video(30), bob.tail()
+        # Long enough for the level-over-time check (>= 10 s of each side's recording is judged).
+        alice.wait_recorded(12)
+        bob.wait_recorded(12)
 
         alice.hangup()
         bob.wait_closed(30)
         # In-dialog BYE relayed by Kamailio (Record-Route): bob saw the hang-up.
-        time.sleep(1)  # sndfile closes its WAV when the call is torn down
-        heard_by_alice = dominant_frequency(alice.recording_path())
-        heard_by_bob = dominant_frequency(bob.recording_path())
-        assert close_to(heard_by_alice, 440), heard_by_alice
-        assert close_to(heard_by_bob, 1000), heard_by_bob
+        heard_by_alice = alice.check_heard(440, bob.sent_level())
+        heard_by_bob = bob.check_heard(1000, alice.sent_level())
+        assert heard_by_alice.ok and close_to(heard_by_alice.hz, 440), heard_by_alice.summary()
+        assert heard_by_bob.ok and close_to(heard_by_bob.hz, 1000), heard_by_bob.summary()
     finally:
         alice.stop()
         bob.stop()
@@ -155,16 +156,19 @@ def test_two_participants_hear_and_see_each_other_in_a_janus_room(tmp_path: Path
         bob.join()
         alice.wait_remote(1, 30)
         bob.wait_remote(1, 30)
-        assert close_to(alice.remote_audio_frequency(30), 1000)
-        assert close_to(bob.remote_audio_frequency(30), 440)
+        # Each page records 12 s of the other's tone: level and frequency must hold for the whole window (the
+        # participants' microphones run without echo cancellation, noise suppression and AGC).
+        heard_by_alice = check_tone(alice.record_remote_audio(tmp_path / "alice.wav", 12), 1000, MAKE_TONE_LEVEL_DB,
+                                    min_window=10)
+        heard_by_bob = check_tone(bob.record_remote_audio(tmp_path / "bob.wav", 12), 440, MAKE_TONE_LEVEL_DB,
+                                  min_window=10)
+        assert heard_by_alice.ok and close_to(heard_by_alice.hz, 1000), heard_by_alice.summary()
+        assert heard_by_bob.ok and close_to(heard_by_bob.hz, 440), heard_by_bob.summary()
         assert alice.remote_video_changing(30)
         assert bob.remote_video_changing(30)
         bob.leave()
         # bob destroyed his session: alice sees him go at once (no ghost publisher).
-        deadline = time.monotonic() + 20
-        while alice.remote_count() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert alice.remote_count() == 0
+        assert wait_until(lambda: alice.remote_count() == 0, 20, 0.2)
     finally:
         alice.quit()
         bob.quit()

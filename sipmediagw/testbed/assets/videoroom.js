@@ -12,6 +12,20 @@
   const remoteStreams = {};          // feed id -> MediaStream
   let audioCtx = null;
 
+  // The test tone must reach the room as sent: WebRTC's echo canceller, noise suppressor and AGC treat a steady
+  // synthetic sine as noise and fade it 40-60 dB within seconds (FIELD-NOTES). A person's voice is not a sine.
+  if (navigator.mediaDevices && navigator.mediaDevices.getUserMedia) {
+    const original = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+    navigator.mediaDevices.getUserMedia = function (constraints) {
+      const c = Object.assign({}, constraints || {});
+      if (c.audio) {
+        c.audio = Object.assign({}, typeof c.audio === "object" ? c.audio : {},
+                                { echoCancellation: false, noiseSuppression: false, autoGainControl: false });
+      }
+      return original(c);
+    };
+  }
+
   function setStatus(s) { state.status = s; const el = document.getElementById("status"); if (el) el.textContent = s; }
   function fail(msg) { state.error = String(msg); setStatus("error: " + msg); }
 
@@ -164,6 +178,49 @@
     });
   }
 
+  // Record `ms` of all remote audio as the page hears it: resolves {rate, pcm} with pcm the base64 of 16-bit
+  // little-endian mono samples (null when no remote audio track exists). The analysis is done in Python.
+  function recordRemoteAudio(ms) {
+    const tracks = [];
+    Object.values(remoteStreams).forEach(function (s) { s.getAudioTracks().forEach(function (t) { tracks.push(t); }); });
+    if (!tracks.length) return Promise.resolve(null);
+    audioCtx = audioCtx || new AudioContext();
+    const mix = audioCtx.createGain();
+    const sources = tracks.map(function (t) {
+      const src = audioCtx.createMediaStreamSource(new MediaStream([t])); src.connect(mix); return src;
+    });
+    const recorder = audioCtx.createScriptProcessor(4096, 1, 1);
+    const silent = audioCtx.createGain();
+    silent.gain.value = 0;  // a ScriptProcessor only runs when connected to the destination; keep it inaudible
+    mix.connect(recorder); recorder.connect(silent); silent.connect(audioCtx.destination);
+    const chunks = [];
+    let total = 0;
+    const wanted = Math.round(audioCtx.sampleRate * ms / 1000);
+    return audioCtx.resume().then(function () {
+      return new Promise(function (resolve) {
+        recorder.onaudioprocess = function (ev) {
+          if (total >= wanted) return;
+          const data = ev.inputBuffer.getChannelData(0);
+          chunks.push(new Float32Array(data)); total += data.length;
+          if (total < wanted) return;
+          recorder.onaudioprocess = null;
+          sources.forEach(function (s) { s.disconnect(); });
+          mix.disconnect(); recorder.disconnect(); silent.disconnect();
+          const pcm = new Int16Array(total);
+          let i = 0;
+          chunks.forEach(function (c) { for (let k = 0; k < c.length; k++) {
+            pcm[i++] = Math.max(-32768, Math.min(32767, Math.round(c[k] * 32767))); } });
+          const bytes = new Uint8Array(pcm.buffer);
+          let bin = "";
+          for (let k = 0; k < bytes.length; k += 0x8000) {
+            bin += String.fromCharCode.apply(null, bytes.subarray(k, k + 0x8000));
+          }
+          resolve({ rate: audioCtx.sampleRate, pcm: btoa(bin) });
+        };
+      });
+    });
+  }
+
   // Sum of framesDecoded over every remote video receiver.
   function framesDecoded() {
     const pcs = Object.values(subscribers).map(function (h) { return h.webrtcStuff && h.webrtcStuff.pc; })
@@ -196,6 +253,7 @@
 
   window.sipmediagw = {
     state: state, start: start, leave: leave, remoteAudioFrequency: remoteAudioFrequency,
+    recordRemoteAudio: recordRemoteAudio,
     framesDecoded: framesDecoded, remoteFrameHashes: remoteFrameHashes,
     remoteCount: function () { return Object.keys(remoteStreams).length; }
   };
