@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -43,25 +44,52 @@ EXIT_CODES: list[tuple[int, str]] = [
     (LaunchFailed.exit_code, "the gateway started but never became ready; it was removed (state + logs printed)"),
 ]
 
-#: one line per setting, for docs/cli.md (a test checks every Settings field is described)
-SETTING_DOCS: dict[str, tuple[str, str]] = {
-    "image": ("sipmediagw:latest", "gateway image (`--image`)"),
-    "platform": ("janus", "driver module in browsing/ (`--platform`)"),
-    "base_url": ("(none: required)", "conferencing service base URL (`--domain`/`--base-url`)"),
-    "accounts_file": ("<project>/baresip/accounts", "one account line per gateway (`--accounts`)"),
-    "logs_dir": ("<project>/logs", "one log folder per gateway, mounted rw (`--logs-dir`)"),
-    "browsing_dir": ("<project>/browsing", "platform drivers, mounted ro"),
-    "baresip_dir": ("<project>/baresip", "holds config_default, the baresip template (mounted ro, alone)"),
-    "sysroot": ("/", "where /proc/asound and /sys are read (`--sysroot`)"),
-    "media": ("auto", "auto, kernel or userspace (`--media`)"),
-    "lock_file": ("/run/lock/sipmediagw.lock (else $TMPDIR)", "host-wide allocation lock (flock)"),
-    "cpu_per_gateway": ("1.3", "cores budgeted per gateway"),
-    "memory_per_gateway": ("768M", "memory budgeted per gateway (512M, 1G, bytes)"),
-    "ready_timeout": ("120", "seconds `launch` waits for ready (`--timeout`)"),
-    "stop_timeout": ("20", "seconds between SIGTERM and SIGKILL (`stop --timeout`)"),
-    "shm_size": ("256m", "/dev/shm size of the container"),
-    "once": ("false", "the gateway exits after its first call (`--once`)"),
+#: what each setting means, for docs/cli.md; the default column comes from Settings itself (setting_default)
+SETTING_DOCS: dict[str, str] = {
+    "image": "gateway image (`--image`)",
+    "platform": "driver module in browsing/ (`--platform`)",
+    "base_url": "conferencing service base URL, required by `launch` (`--domain`/`--base-url`)",
+    "accounts_file": "one account line per gateway (`--accounts`)",
+    "logs_dir": "one log folder per gateway, mounted rw (`--logs-dir`)",
+    "browsing_dir": "platform drivers, mounted ro",
+    "baresip_dir": "holds config_default, the baresip template (mounted ro, alone)",
+    "sysroot": "where /proc/asound and /sys are read (`--sysroot`)",
+    "media": "auto, kernel or userspace (`--media`)",
+    "lock_file": "host-wide allocation lock (flock); in $TMPDIR where /run/lock is not writable",
+    "cpu_per_gateway": "cores budgeted per gateway",
+    "memory_per_gateway": "memory budgeted per gateway (512M, 1G, bytes)",
+    "ready_timeout": "seconds `launch` waits for ready (`--timeout`)",
+    "stop_timeout": "seconds between SIGTERM and SIGKILL (`stop --timeout`)",
+    "shm_size": "/dev/shm size of the container",
+    "once": "the gateway exits after its first call (`--once`)",
 }
+
+
+def format_size(size: int) -> str:
+    """Bytes as the largest exact unit `parse_size` reads back: 768M, 1G, 1536K, 1000."""
+    for suffix, unit in (("T", 1024**4), ("G", 1024**3), ("M", 1024**2), ("K", 1024)):
+        if size and size % unit == 0:
+            return f"{size // unit}{suffix}"
+    return str(size)
+
+
+def setting_default(name: str, defaults: Settings | None = None) -> str:
+    """The built-in default of setting `name` as docs/cli.md shows it: read from the Settings dataclass (field
+    default or default_factory), sizes as 768M, paths under the source tree as <project>/..."""
+    value = getattr(defaults or Settings(), name)
+    if name == "memory_per_gateway":
+        return format_size(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as YAML and the environment spell it
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, Path):
+        try:
+            return f"<project>/{value.relative_to(project_root()).as_posix()}"
+        except ValueError:
+            return str(value)
+    return str(value) if value != "" else "(none)"
+
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -338,13 +366,22 @@ def build_command(ctx: click.Context, image: str | None, build_args: tuple[str, 
 @cli.command("demo")
 @click.option("--down", is_flag=True, help="Stop the demo's gateway, Kamailio and Janus, then exit.")
 @image_option
+@click.option("--dir", "folder", type=click.Path(file_okay=False), metavar="DIR",
+              help="The demo's folder: record, logs, stack files (default <project>/.demo).")
+@click.option("--gateway", "gateway", metavar="NAME", help="The demo gateway's name (default demo).")
+@click.option("--sip-port", type=click.IntRange(1, 65534), help="Kamailio's SIP port (default 5060).")
+@click.option("--janus-port", type=click.IntRange(1, 65535), help="Janus's HTTP API port (default 8088).")
+@click.option("--web-port", type=click.IntRange(1, 65535), help="The room site's port (default 8000).")
 @click.pass_context
-def demo_command(ctx: click.Context, down: bool, image: str | None) -> None:
+def demo_command(ctx: click.Context, down: bool, image: str | None, folder: str | None, gateway: str | None,
+                 sip_port: int | None, janus_port: int | None, web_port: int | None) -> None:
     """Start a local Kamailio + Janus room + one gateway, place a real test call, print what was measured.
 
     The stack listens on the Docker bridge address (SIP 5060, Janus 8088, room site 8000) and is left running so
-    you can call the gateway yourself; `--down` stops it. The host must be prepared first (Debian packages, dockerd,
-    the gateway image): `scripts/demo` does that, then runs this command. Exits 1 if media did not flow both ways.
+    you can call the gateway yourself; `--down` stops it (give the same --dir and --gateway). A second demo can run
+    beside the first with its own --dir, --gateway and ports. The host must be prepared first (Debian packages,
+    dockerd, the gateway image): `scripts/demo` does that, then runs this command. Exits 1 if media did not flow
+    both ways.
 
     \b
     Example:
@@ -353,12 +390,18 @@ def demo_command(ctx: click.Context, down: bool, image: str | None) -> None:
     """
     from . import demo  # the test bed pulls in Selenium: only load it for this command
 
+    defaults = demo.DemoPlace()
+    if gateway is not None:
+        validate_gateway_name(gateway)
+    place = demo.DemoPlace(folder=Path(folder).resolve() if folder else defaults.folder,
+                           gateway=gateway or defaults.gateway, sip_port=sip_port or defaults.sip_port,
+                           janus_port=janus_port or defaults.janus_port, web_port=web_port or defaults.web_port)
     settings = _settings(ctx, image=image, media="userspace", platform="janus")
     client = _docker(ctx)
     if down:
-        click.echo("demo stopped" if demo.teardown(settings, client) else "no demo was running")
+        click.echo("demo stopped" if demo.teardown(settings, client, place) else "no demo was running")
         return
-    result = demo.run_demo(settings, client, progress=_progress)
+    result = demo.run_demo(settings, client, place, progress=_progress)
     click.echo(demo.render_report(result))
     if not result.call.ok:
         ctx.exit(1)
@@ -392,8 +435,9 @@ def cli_reference() -> str:
         "| YAML key | environment | default | meaning |",
         "|---|---|---|---|",
     ]
-    parts += [f"| `{key}` | `SIPMEDIAGW_{key.upper()}` | {default} | {meaning} |"
-              for key, (default, meaning) in SETTING_DOCS.items()]
+    defaults = Settings()
+    parts += [f"| `{key}` | `SIPMEDIAGW_{key.upper()}` | {setting_default(key, defaults)} | {SETTING_DOCS[key]} |"
+              for key in (field.name for field in dataclasses.fields(Settings))]
     commands = [[]] + [[name] for name in sorted(cli.commands)]
     for args in commands:
         title = " ".join(["sipmediagw"] + args)

@@ -42,6 +42,17 @@ def gateway_image(docker_client: docker.DockerClient) -> str:
     return STUB_TAG
 
 
+@pytest.fixture(scope="session")
+def real_gateway_image(docker_client: docker.DockerClient, request: pytest.FixtureRequest) -> str:
+    """The real gateway image: SIPMEDIAGW_TEST_IMAGE if set (used as is), else the one built from this source tree
+    (tests/conftest.py's current_gateway_image, built once per session only when stale)."""
+    chosen = os.environ.get("SIPMEDIAGW_TEST_IMAGE")
+    if chosen:
+        assert dockerops.image_present(docker_client, chosen), f"SIPMEDIAGW_TEST_IMAGE={chosen} is not built"
+        return chosen
+    return str(request.getfixturevalue("current_gateway_image"))
+
+
 @dataclasses.dataclass
 class HostSetup:
     """An isolated host configuration for one test: accounts, logs, lock, config file."""

@@ -1,7 +1,8 @@
 """The gateway image: builds from Debian packages only (classic builder, offline base), is configured per the
 container contract, and holds everything the container side imports - nothing the host side needs.
 
-test_image_builds tags the result sipmediagw:latest: the rest of the docker tier (and the lead's e2e) uses it.
+The image under test is the `real_gateway_image` fixture: SIPMEDIAGW_TEST_IMAGE, else sipmediagw:latest built from
+this source tree by tests/conftest.py (once per session, only when stale). No test here builds it or must run first.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import pytest
 pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGE = os.environ.get("SIPMEDIAGW_TEST_IMAGE", "sipmediagw:latest")
 BASE_SCRIPT = ROOT / "docker" / "make-base-image.sh"
 
 
@@ -29,29 +29,34 @@ def _docker(*args: str, timeout: float = 600, check: bool = True) -> subprocess.
     return result
 
 
-def _run(script: str, *, user: str | None = None) -> str:
+@pytest.fixture(scope="module")
+def image(real_gateway_image: str) -> str:
+    """The image these tests inspect and run."""
+    return real_gateway_image
+
+
+def _run(image: str, script: str, *, user: str | None = None) -> str:
     args = ["run", "--rm", "--network", "none", "--entrypoint", "sh"]
     if user:
         args += ["--user", user]
-    return _docker(*args, IMAGE, "-c", script, timeout=120).stdout
+    return _docker(*args, image, "-c", script, timeout=120).stdout
 
 
-def test_image_builds(record_property: pytest.RecordProperty) -> None:
-    base = _docker("image", "inspect", "debian:bookworm-slim", check=False)
-    if base.returncode != 0:  # a host without registry: make the base offline first (what CI does)
-        subprocess.run([str(BASE_SCRIPT)], check=True, timeout=900)
-    env = {**os.environ, "DOCKER_BUILDKIT": "0"}
-    result = subprocess.run(["docker", "build", "-t", IMAGE, str(ROOT)], capture_output=True, text=True,
-                            timeout=1800, env=env)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    size = int(_docker("image", "inspect", IMAGE, "--format", "{{.Size}}").stdout)
+def test_image_builds(image: str, request: pytest.FixtureRequest, record_property: pytest.RecordProperty) -> None:
+    """The fixture's image: built from this source tree (its context label says so) and of a sane size."""
+    inspect = json.loads(_docker("image", "inspect", image).stdout)[0]
+    if not os.environ.get("SIPMEDIAGW_TEST_IMAGE"):  # an image given from outside makes no promise of being current
+        expected = request.getfixturevalue("current_gateway_labels")
+        labels = inspect["Config"]["Labels"] or {}
+        assert {key: labels.get(key) for key in expected} == expected, f"{image} is not this source tree's build"
+    size = int(inspect["Size"])
     record_property("image_size_bytes", size)
-    print(f"{IMAGE}: {size / 1e6:.0f} MB")
+    print(f"{image}: {size / 1e6:.0f} MB")
     assert size < 1_300_000_000  # ~1.0 GB today: catch an accidental doubling (recommends, build tools...)
 
 
-def test_image_configuration_matches_the_container_contract() -> None:
-    config = json.loads(_docker("image", "inspect", IMAGE).stdout)[0]["Config"]
+def test_image_configuration_matches_the_container_contract(image: str) -> None:
+    config = json.loads(_docker("image", "inspect", image).stdout)[0]["Config"]
     assert config["User"] == "gw"
     assert config["Entrypoint"] == ["python3", "-m", "sipmediagw.gateway"]
     assert config["Healthcheck"]["Test"] == ["CMD", "python3", "-m", "sipmediagw.gateway.health"]
@@ -59,13 +64,13 @@ def test_image_configuration_matches_the_container_contract() -> None:
     assert not any("pass" in entry.lower() for entry in config["Env"])
 
 
-def test_user_and_folders() -> None:
-    out = _run("id -u; id -g; stat -c '%U %a' /var/log/sipmediagw /run/secrets /tmp/.X11-unix")
+def test_user_and_folders(image: str) -> None:
+    out = _run(image, "id -u; id -g; stat -c '%U %a' /var/log/sipmediagw /run/secrets /tmp/.X11-unix")
     assert out.split() == ["10001", "10001", "gw", "755", "root", "755", "root", "1777"]
 
 
-def test_debian_packages_and_matching_chromium_driver() -> None:
-    out = _run("chromium --version; chromedriver --version; baresip -h 2>&1 | head -1; "
+def test_debian_packages_and_matching_chromium_driver(image: str) -> None:
+    out = _run(image, "chromium --version; chromedriver --version; baresip -h 2>&1 | head -1; "
                "ls /usr/lib/baresip/modules; for c in Xvfb pulseaudio pactl ffmpeg xdotool; do command -v $c; done")
     lines = out.splitlines()
     chromium_version = lines[0].split()[1]
@@ -77,10 +82,10 @@ def test_debian_packages_and_matching_chromium_driver() -> None:
         assert module in lines
     assert len([line for line in lines if line.startswith("/usr/bin/")]) == 5
     # no compilers and no pip-installed packages: Debian packages only
-    assert _run("for c in gcc cc pip pip3; do command -v $c; done; true").strip() == ""
+    assert _run(image, "for c in gcc cc pip pip3; do command -v $c; done; true").strip() == ""
 
 
-def test_container_side_imports_with_only_the_image_python_packages() -> None:
+def test_container_side_imports_with_only_the_image_python_packages(image: str) -> None:
     modules = ["sipmediagw.gateway.__main__", "sipmediagw.gateway.supervisor", "sipmediagw.gateway.health",
                "sipmediagw.gateway.baresip", "sipmediagw.gateway.controller", "sipmediagw.gateway.browser",
                "sipmediagw.gateway.mjpeg", "sipmediagw.gateway.media", "sipmediagw.room", "sipmediagw.state"]
@@ -91,12 +96,12 @@ def test_container_side_imports_with_only_the_image_python_packages() -> None:
               "print('host-only imported:', bad)\n"
               "import importlib.util as u\n"
               "print('available:', [m for m in ('click', 'docker') if u.find_spec(m)])\n")
-    out = _run(f"python3 -c \"{script}\"")
+    out = _run(image, f"python3 -c \"{script}\"")
     assert out.splitlines() == ["4.8.3", "host-only imported: []", "available: []"]
 
 
-def test_health_module_reports_unhealthy_without_a_state_file() -> None:
-    result = _docker("run", "--rm", "--network", "none", "--entrypoint", "python3", IMAGE, "-m",
+def test_health_module_reports_unhealthy_without_a_state_file(image: str) -> None:
+    result = _docker("run", "--rm", "--network", "none", "--entrypoint", "python3", image, "-m",
                      "sipmediagw.gateway.health", check=False, timeout=120)
     assert result.returncode == 1
     assert "no state file" in result.stdout

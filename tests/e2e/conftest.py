@@ -17,15 +17,28 @@ from sipmediagw.testbed.network import free_port, free_port_range
 from sipmediagw.testbed.stack import LocalStack
 
 REQUIRED_TOOLS = ("docker", "kamailio", "kamcmd", "janus", "baresip", "chromium", "chromedriver", "sox")
-IMAGE = os.environ.get("SIPMEDIAGW_E2E_IMAGE", "sipmediagw:latest")
+#: SIPMEDIAGW_E2E_IMAGE is used as is; else sipmediagw:latest, kept current by the session fixture below
+IMAGE = os.environ.get("SIPMEDIAGW_E2E_IMAGE") or "sipmediagw:latest"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def e2e_gateway_image(request: pytest.FixtureRequest) -> str:
+    """The image every e2e gateway runs: SIPMEDIAGW_E2E_IMAGE if set (it must exist), else sipmediagw:latest built
+    from this source tree when stale (tests/conftest.py). Autouse: every test here launches the real image."""
+    if os.environ.get("SIPMEDIAGW_E2E_IMAGE"):
+        probe = subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, text=True)
+        if probe.returncode != 0:
+            pytest.fail(f"SIPMEDIAGW_E2E_IMAGE={IMAGE} is not built", pytrace=False)
+        return IMAGE
+    built = str(request.getfixturevalue("current_gateway_image"))
+    assert built == IMAGE, (built, IMAGE)
+    return built
+
 
 def _require_tools() -> None:
     missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
     if missing:
         pytest.fail(f"e2e tools missing: {', '.join(missing)} (run scripts/setup-host)")
-    probe = subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, text=True)
-    if probe.returncode != 0:
-        pytest.fail(f"gateway image {IMAGE} missing: run `sipmediagw build` (scripts/setup-host does)")
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:

@@ -71,6 +71,7 @@ def test_rendered_config_has_devices_ports_size_and_modules(tmp_path: Path) -> N
     assert baresip_argv(out) == ["baresip", "-f", str(out)]
 
 
+@pytest.mark.integration  # reads the installed baresip's module folder
 def test_every_module_named_exists_on_this_machine(tmp_path: Path) -> None:
     module_dir = Path("/usr/lib/baresip/modules")
     if not module_dir.is_dir():
