@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import Iterator
 
+import docker
 import pytest
 
 from sipmediagw import dockerops, labels
@@ -160,21 +162,26 @@ def test_doctor_sees_the_image_and_accounts(make_host):
     assert "[ ok ] accounts: 3 SIP account(s)" in result.stdout
 
 
-def test_build_command_builds_an_image_with_docker_py(docker_client, tmp_path):
+@pytest.fixture
+def build_tag(docker_client) -> Iterator[str]:
+    """A tag for an image the test builds; the image is removed at teardown, pass or fail."""
+    tag = "sipmediagw-test-stub:build-check"
+    yield tag
+    try:
+        docker_client.images.remove(tag)
+    except docker.errors.ImageNotFound:
+        pass  # the build failed before tagging
+
+
+def test_build_command_builds_an_image_with_docker_py(docker_client, build_tag):
     import subprocess
     import sys
     from pathlib import Path
 
-    tag = "sipmediagw-test-stub:build-check"
+    tag = build_tag
     stub = Path(__file__).parent / "stub"
-    try:
-        result = subprocess.run([sys.executable, "-m", "sipmediagw.cli", "build", "--path", str(stub), "--image", tag,
-                                 "--build-arg", "UNUSED=1"], capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stderr
-        assert f"built {tag}" in result.stdout and "Step" in result.stderr  # streamed progress
-        assert dockerops.image_present(docker_client, tag)
-    finally:
-        try:
-            docker_client.images.remove(tag)
-        except Exception:
-            pass
+    result = subprocess.run([sys.executable, "-m", "sipmediagw.cli", "build", "--path", str(stub), "--image", tag,
+                             "--build-arg", "UNUSED=1"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert f"built {tag}" in result.stdout and "Step" in result.stderr  # streamed progress
+    assert dockerops.image_present(docker_client, tag)

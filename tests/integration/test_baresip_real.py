@@ -7,24 +7,27 @@ use the same template plus the sndfile recorder.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 import signal
 import struct
 import subprocess
 import wave
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
 from sipmediagw.gateway.baresip import BaresipControl, baresip_argv, render_baresip_config
-from sipmediagw.gateway.controller import Controller
+from sipmediagw.dispatch import RoomTarget
+from sipmediagw.gateway.controller import Controller, Routing
 from sipmediagw.testbed.network import free_port_range
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "baresip"
 LOOPBACK = "127.0.0.1"
 WAIT = 20.0  # generous: these are upper bounds on waits, not timing assertions
+#: a fixed gateway `gw` in room 1234: every call dialled to sip:gw@... joins it
+FIXED = Routing("gw", fixed=RoomTarget("testroom", "http://127.0.0.1", "1234"))
 
 
 class Baresip:
@@ -43,7 +46,7 @@ class Baresip:
             TEMPLATES, workdir / name, account_line=account, audio_player=f"aubridge,{name}",
             audio_source=f"ausine,{tone_hz}", video_source="cairo,nil", video_display="fakevideo,nil",
             video_size=(320, 240), fps=10, sip_port=self.sip_port, ctrl_port=ctrl_port, net_interface=LOOPBACK,
-            extra=extra,
+            extra=extra, answermode="manual",  # as the gateway renders it: the controller answers (after callstat)
         )
         self.log_path = workdir / f"{name}.log"
         with open(self.log_path, "wb") as log:
@@ -94,7 +97,10 @@ class RecordingRoom:
         self.actions: list[str] = []
         self.fail_join = fail_join
 
-    def join(self, display_name: str) -> None:
+    def check(self, target: RoomTarget) -> None:
+        pass
+
+    def join(self, target: RoomTarget, display_name: str) -> None:
         self.actions.append(f"join:{display_name}")
         if self.fail_join:
             raise RuntimeError("room page unreachable")
@@ -104,19 +110,16 @@ class RecordingRoom:
 
 
 @pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Any]:
-    if shutil.which("baresip") is None:
-        pytest.fail("baresip is not installed: apt-get install baresip-core baresip-ffmpeg baresip-x11")
-    started: list[Baresip] = []
+def spawn(tmp_path: Path, require_programs: Callable[..., None]) -> Iterator[Any]:
+    require_programs("baresip")
+    with contextlib.ExitStack() as started:  # every instance is stopped, even when stopping another one fails
 
-    def make(name: str, account: str, tone_hz: int = 440, record: bool = False) -> Baresip:
-        instance = Baresip(tmp_path, name, account, tone_hz, record)
-        started.append(instance)
-        return instance
+        def make(name: str, account: str, tone_hz: int = 440, record: bool = False) -> Baresip:
+            instance = Baresip(tmp_path, name, account, tone_hz, record)
+            started.callback(instance.stop)
+            return instance
 
-    yield make
-    for instance in reversed(started):
-        instance.stop()
+        yield make
 
 
 def pump_until(controller: Controller, condition: Any, what: str, gateway: Baresip) -> None:
@@ -160,7 +163,8 @@ def test_call_is_answered_bridged_and_left_then_a_second_call_is_hung_up_by_the_
     gateway = spawn("gw", f"<sip:gw@{LOOPBACK}>;regint=0", tone_hz=440)
     changes: list[bool] = []
     room = RecordingRoom()
-    controller = Controller(gateway.control, room, lambda: changes.append(controller.in_call))  # type: ignore
+    controller = Controller(gateway.control, room, lambda: changes.append(controller.in_call),  # type: ignore
+                            routing=FIXED)
     alice = spawn("alice", f'"Alice Caller" <sip:alice@{LOOPBACK}>;regint=0', tone_hz=1000, record=True)
 
     assert alice.control.dial(gateway.uri)["ok"] is True
@@ -192,7 +196,8 @@ def test_call_is_answered_bridged_and_left_then_a_second_call_is_hung_up_by_the_
 def test_a_concurrent_second_call_is_refused_and_the_first_one_kept(spawn: Any) -> None:
     gateway = spawn("gw", f"<sip:gw@{LOOPBACK}>;regint=0")
     room = RecordingRoom()
-    controller = Controller(gateway.control, room, lambda: None, once=True)  # type: ignore[arg-type]
+    controller = Controller(gateway.control, room, lambda: None, once=True,  # type: ignore[arg-type]
+                            routing=FIXED)
     alice = spawn("alice", f"<sip:alice@{LOOPBACK}>;regint=0")
     mallory = spawn("mallory", f"<sip:mallory@{LOOPBACK}>;regint=0")
     alice.control.dial(gateway.uri)
@@ -213,7 +218,7 @@ def test_a_concurrent_second_call_is_refused_and_the_first_one_kept(spawn: Any) 
 def test_a_room_that_cannot_be_joined_makes_the_gateway_hang_up(spawn: Any) -> None:
     gateway = spawn("gw", f"<sip:gw@{LOOPBACK}>;regint=0")
     room = RecordingRoom(fail_join=True)
-    controller = Controller(gateway.control, room, lambda: None)  # type: ignore[arg-type]
+    controller = Controller(gateway.control, room, lambda: None, routing=FIXED)  # type: ignore[arg-type]
     alice = spawn("alice", f"<sip:alice@{LOOPBACK}>;regint=0")
     alice.control.dial(gateway.uri)
     pump_until(controller, lambda: controller.error is not None, "in error", gateway)
@@ -225,7 +230,8 @@ def test_a_room_that_cannot_be_joined_makes_the_gateway_hang_up(spawn: Any) -> N
 
 def test_quit_is_seen_as_a_lost_connection(spawn: Any) -> None:
     gateway = spawn("gw", f"<sip:gw@{LOOPBACK}>;regint=0")
-    controller = Controller(gateway.control, RecordingRoom(), lambda: None)  # type: ignore[arg-type]
+    controller = Controller(gateway.control, RecordingRoom(), lambda: None,  # type: ignore[arg-type]
+                            routing=FIXED)
     assert "sip:gw@127.0.0.1" in gateway.control.reginfo()["data"]
     gateway.control.quit()
     pump_until(controller, lambda: controller.control_lost, "aware baresip is gone", gateway)

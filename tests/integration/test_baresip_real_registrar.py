@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -12,15 +12,14 @@ from sipmediagw.gateway.controller import Controller
 from sipmediagw.testbed.kamailio import Kamailio
 from sipmediagw.testbed.network import free_port_range
 
-from test_baresip_real import LOOPBACK, WAIT, RecordingRoom, spawn  # noqa: F401 (fixture)
+from test_baresip_real import FIXED, LOOPBACK, WAIT, RecordingRoom, spawn  # noqa: F401 (fixture)
 
 PASSWORD = "gw-Secret-42"
 
 
 @pytest.fixture
-def registrar(tmp_path: Path):  # type: ignore[no-untyped-def]
-    if shutil.which("kamailio") is None:
-        pytest.fail("kamailio is not installed: apt-get install kamailio")
+def registrar(tmp_path: Path, require_programs: Callable[..., None]):  # type: ignore[no-untyped-def]
+    require_programs("kamailio", "kamcmd")
     with Kamailio(domain=LOOPBACK, listen=[LOOPBACK], port=free_port_range(LOOPBACK), workdir=tmp_path / "kamailio",
                   users={"gw": PASSWORD}) as kamailio:
         yield kamailio
@@ -40,7 +39,8 @@ def pump_until(controller: Controller, condition, what: str) -> None:  # type: i
 
 def test_register_ok_makes_the_gateway_registered_and_reginfo_agrees(spawn, registrar) -> None:  # type: ignore
     gateway = spawn("gw", account(PASSWORD, registrar.port))
-    controller = Controller(gateway.control, RecordingRoom(), lambda: None)  # type: ignore[arg-type]
+    controller = Controller(gateway.control, RecordingRoom(), lambda: None,  # type: ignore[arg-type]
+                            routing=FIXED)
     pump_until(controller, lambda: controller.registered or controller.sync_registration(), "registered")
     assert registrar.registered("gw")
     assert controller.sync_registration() is True  # the reginfo text of a registered account is understood
@@ -49,7 +49,8 @@ def test_register_ok_makes_the_gateway_registered_and_reginfo_agrees(spawn, regi
 
 def test_register_fail_is_reported_with_its_reason(spawn, registrar) -> None:  # type: ignore
     gateway = spawn("gw", account("wrong-password", registrar.port))
-    controller = Controller(gateway.control, RecordingRoom(), lambda: None)  # type: ignore[arg-type]
+    controller = Controller(gateway.control, RecordingRoom(), lambda: None,  # type: ignore[arg-type]
+                            routing=FIXED)
     # the first REGISTER_FAIL happens before we connect: reginfo must reveal it
     def failure_known() -> bool:
         controller.sync_registration()

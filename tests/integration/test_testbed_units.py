@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -15,28 +15,26 @@ from sipmediagw.testbed.network import docker_bridge_ip, interface_of
 from sipmediagw.testbed.tones import dominant_frequency, make_tone
 
 
-def require(binary: str, package: str) -> None:
-    """Fail (not skip) when a tool of the test bed is missing: CI installs it, a skip would hide that."""
-    if shutil.which(binary) is None:
-        pytest.fail(f"{binary} is not installed: apt-get install {package}")
-
-
 @pytest.mark.parametrize("freq", [440, 1000])
-def test_dominant_frequency_finds_the_tone(tmp_path: Path, freq: int) -> None:
-    require("sox", "sox")
+def test_dominant_frequency_finds_the_tone(tmp_path: Path, freq: int, require_programs: Callable[..., None]) -> None:
+    require_programs("sox")
     wav = make_tone(tmp_path / "t.wav", freq, seconds=5)
     assert abs(dominant_frequency(wav) - freq) <= freq * 0.02
 
 
-def test_dominant_frequency_above_the_low_pass_needs_it_off(tmp_path: Path) -> None:
-    require("sox", "sox")
+def test_dominant_frequency_above_the_low_pass_needs_it_off(
+    tmp_path: Path, require_programs: Callable[..., None]
+) -> None:
+    require_programs("sox")
     wav = make_tone(tmp_path / "t.wav", 2500, seconds=5)
     assert abs(dominant_frequency(wav, lowpass_hz=None) - 2500) <= 50
 
 
-def test_dominant_frequency_ignores_high_frequency_codec_noise(tmp_path: Path) -> None:
+def test_dominant_frequency_ignores_high_frequency_codec_noise(
+    tmp_path: Path, require_programs: Callable[..., None]
+) -> None:
     """Opus leaves noise far above our test tones; sox's rough estimate drifts up with it unless low-passed."""
-    require("sox", "sox")
+    require_programs("sox")
     tone = make_tone(tmp_path / "tone.wav", 440, seconds=5)
     noise = tmp_path / "noise.wav"
     subprocess.run(["sox", "-n", "-r", "48000", "-c", "1", "-b", "16", str(noise), "synth", "5", "sine", "9000",
@@ -47,8 +45,8 @@ def test_dominant_frequency_ignores_high_frequency_codec_noise(tmp_path: Path) -
     assert abs(dominant_frequency(mixed) - 440) <= 440 * 0.02
 
 
-def test_dominant_frequency_of_stereo_is_not_halved(tmp_path: Path) -> None:
-    require("sox", "sox")
+def test_dominant_frequency_of_stereo_is_not_halved(tmp_path: Path, require_programs: Callable[..., None]) -> None:
+    require_programs("sox")
     wav = make_tone(tmp_path / "t.wav", 1000, seconds=5, channels=2)
     assert abs(dominant_frequency(wav) - 1000) <= 20
 
@@ -82,8 +80,8 @@ def test_caller_without_video_loads_no_avformat(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("defines", [[], ["-A", "WITH_AUTH"], ["-A", "WITH_DEBUG"]])
-def test_kamailio_cfg_checks(tmp_path: Path, defines: list[str]) -> None:
-    require("kamailio", "kamailio")
+def test_kamailio_cfg_checks(tmp_path: Path, defines: list[str], require_programs: Callable[..., None]) -> None:
+    require_programs("kamailio")
     kam = Kamailio(domain="sip.test", listen=["127.0.0.1"], port=5990, workdir=tmp_path)
     proc = subprocess.run(kam.argv() + defines + ["-c"], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -143,18 +143,28 @@ def test_stop_escalates_to_sigkill_when_the_signal_is_ignored(tmp_path: Path) ->
 
 
 def test_stop_uses_the_configured_signal() -> None:
-    proc = ManagedProcess("int", [PY, "-c", "import time\ntry:\n time.sleep(60)\nexcept KeyboardInterrupt:\n raise SystemExit(7)"],
-                          stop_signal=signal.SIGINT)
+    # The child says when its handler is in place (installed explicitly: a SIGINT ignored by whoever started pytest
+    # would otherwise stay ignored), so the signal is sent only once it can be seen, however loaded the machine is.
+    code = ("import signal, sys, time\n"
+            "signal.signal(signal.SIGINT, lambda *_: sys.exit(7))\n"
+            "print('armed', flush=True)\n"
+            "time.sleep(60)")
+    lines: list[str] = []
+    proc = ManagedProcess("int", [PY, "-c", code], stop_signal=signal.SIGINT, log=lines.append,
+                          ready=lambda: "armed" in lines)
     proc.start()
-    time.sleep(0.3)  # let the interpreter install its SIGINT handler; not an assertion on speed
+    proc.wait_ready(timeout=30)
     assert proc.stop() == 7
 
 
 def test_stop_kills_the_whole_process_group(tmp_path: Path) -> None:
     grandchild_pid = tmp_path / "gc.pid"
-    # The shell starts a grandchild that ignores SIGTERM, then dies on SIGTERM itself: the leftover must be killed.
-    code = (f"sh -c 'trap \"\" TERM; echo $$ > {grandchild_pid}; exec sleep 60' & wait")
-    proc = ManagedProcess("tree", ["sh", "-c", code], ready=grandchild_pid.exists, stop_timeout=2)
+    # The child starts a grandchild that ignores SIGTERM, then dies on SIGTERM itself: the leftover must be killed.
+    # Both are this interpreter (no shell, no sleep binary): the unit tier needs nothing but Python.
+    grandchild = (f"import os, pathlib, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                  f"pathlib.Path({str(grandchild_pid)!r}).write_text(str(os.getpid())); time.sleep(60)")
+    code = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {grandchild!r}]); time.sleep(60)"
+    proc = ManagedProcess("tree", [PY, "-c", code], ready=grandchild_pid.exists, stop_timeout=2)
     proc.start()
     proc.wait_ready(timeout=30)
     assert _wait_for(lambda: grandchild_pid.read_text().strip().isdigit())
