@@ -25,7 +25,8 @@ from .errors import (
     SipMediaGwError,
     ValidationError,
 )
-from .launcher import LaunchRequest, launch, log_folder, stop_all, stop_gateway, tail_file
+from .launcher import (LaunchRequest, LaunchResult, PartialLaunch, launch, launch_pool, log_folder, stop_all,
+                       stop_gateway, tail_file)
 from .names import validate_gateway_name
 from .resources import sample_host
 from .settings import MEDIA_MODES, Settings, load_settings, project_root
@@ -62,6 +63,10 @@ SETTING_DOCS: dict[str, str] = {
     "stop_timeout": "seconds between SIGTERM and SIGKILL (`stop --timeout`)",
     "shm_size": "/dev/shm size of the container",
     "once": "the gateway exits after its first call (`--once`)",
+    "dispatch": "pool gateways: list of rules {match: REGEX on the meeting, platform, base_url, room: TEMPLATE with "
+                "{meeting} and the named groups}, tried in order before the default (platform + base_url); "
+                "environment: the list as JSON (docs/dialplan.md)",
+    "service_user": "pool gateways: the dialled user that opens the keypad menu (as does the gateway's own user)",
 }
 
 
@@ -88,7 +93,7 @@ def setting_default(name: str, defaults: Settings | None = None) -> str:
             return f"<project>/{value.relative_to(project_root()).as_posix()}"
         except ValueError:
             return str(value)
-    return str(value) if value != "" else "(none)"
+    return str(value) if value not in ("", ()) else "(none)"
 
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
@@ -152,8 +157,12 @@ def cli(ctx: click.Context, config: str | None) -> None:
 
 
 @cli.command("launch")
-@click.option("-r", "--room", required=True, help="Room to join.")
-@click.option("-g", "--gateway", "gateway", required=True, metavar="NAME", help="Gateway name (unique on the host).")
+@click.option("-r", "--room", help="Fixed room: every call joins it. Without it: a pool gateway (each call names "
+                                   "its room).")
+@click.option("-g", "--gateway", "gateway", required=True, metavar="NAME",
+              help="Gateway name (unique on the host); with --count the prefix of NAME-1..NAME-N.")
+@click.option("--count", type=click.IntRange(1, 1000), metavar="N",
+              help="Start N pool gateways NAME-1..NAME-N, each on its own account.")
 @click.option("--platform", help="Conferencing platform: a driver in browsing/ (jitsi, bigbluebutton, janus...).")
 @click.option("--domain", "--base-url", "base_url", metavar="URL", help="Base URL of the conferencing service.")
 @accounts_option
@@ -165,23 +174,47 @@ def cli(ctx: click.Context, config: str | None) -> None:
 @logs_option
 @click.option("--once/--no-once", default=None, help="Exit after the first call (the seed's behaviour).")
 @click.pass_context
-def launch_command(ctx: click.Context, room: str, gateway: str, wait: bool, **options: Any) -> None:
-    """Start a gateway that joins ROOM and answers calls on a free SIP account.
+def launch_command(ctx: click.Context, room: str | None, gateway: str, count: int | None, wait: bool,
+                   **options: Any) -> None:
+    """Start a gateway: in a fixed ROOM, or a pool.
+
+    Each gateway runs on a free SIP account. With -r, every call joins ROOM. Without it, a pool gateway's calls each name their room: the dialled sip:MEETING@domain gives it by the dispatch rules
+    (docs/dialplan.md); a call to the gateway's own address or to the service user opens the keypad menu.
 
     Takes the host-wide allocation lock, picks a free slot and account, checks CPU/memory headroom, starts the
-    container, then waits for it to be ready. On failure nothing is left running.
+    container, then waits for it to be ready. On failure nothing is left running; with --count, the gateways that
+    started before one could not (e.g. no free account) keep running and are listed.
 
     \b
     Example:
       sipmediagw launch -r testroom -g gw1 --platform jitsi --domain https://meet.example.org
+      sipmediagw launch -g pool --count 4 --platform janus --domain https://janus.example.org
     """
     settings = _settings(ctx, **options)
     client = _docker(ctx)
     sampler = ctx.obj.get("host_sampler") or sample_host
-    result = launch(settings, LaunchRequest(gateway, room), client, wait=wait, progress=_progress, host_sampler=sampler)
+    if count is not None:
+        if room is not None:
+            raise click.UsageError("--count starts pool gateways: it cannot be combined with -r/--room")
+        try:
+            results = launch_pool(settings, gateway, count, client, wait=wait, progress=_progress,
+                                  host_sampler=sampler)
+        except PartialLaunch as exc:
+            for result in exc.started:
+                _echo_launched(result)
+            raise
+        for result in results:
+            _echo_launched(result)
+        return
+    _echo_launched(launch(settings, LaunchRequest(gateway, room), client, wait=wait, progress=_progress,
+                          host_sampler=sampler))
+
+
+def _echo_launched(result: LaunchResult) -> None:
     state = "ready" if result.ready else "started (not waiting for ready)"
-    click.echo(f"gateway {result.gateway} {state} in room {result.room} ({result.platform}), "
-               f"slot {result.slot} ({result.media})")
+    where = f"in room {result.room} ({result.platform})" if result.room is not None else \
+        "as a pool gateway (each call names its room)"
+    click.echo(f"gateway {result.gateway} {state} {where}, slot {result.slot} ({result.media})")
     click.echo(f"call: {result.sip_uri}")
 
 
@@ -225,6 +258,10 @@ def stop_command(ctx: click.Context, name: str | None, stop_every: bool, stop_ti
 @click.pass_context
 def status_command(ctx: click.Context, as_json: bool, no_stats: bool, **options: Any) -> None:
     """Show gateways (like `docker ps`), then free slots and free accounts.
+
+    MODE is pool or fixed; ROOM the room the gateway is in now (an idle fixed gateway shows its room in
+    parentheses); CALLER and CALL the current caller and how long the call has lasted. --json adds the dialled
+    meeting, the call's start and the last call's end reason; its "room" of an idle fixed gateway is its room.
 
     \b
     Example:

@@ -20,8 +20,11 @@ from . import __version__, dockerops, labels
 from .accounts import load_accounts, redact_text
 from .allocator import Allocation, allocate, choose_media, holding_from_labels, host_lock
 from .devices import discover
-from .errors import DockerUnavailable, GatewayExists, GatewayNotFound, LaunchFailed, ValidationError
-from .names import container_name, validate_gateway_name, validate_room_name
+from .dispatch import ENV_VAR as DISPATCH_VAR
+from .dispatch import Dispatcher, rules_to_json
+from .errors import (DockerUnavailable, GatewayExists, GatewayNotFound, LaunchFailed, SipMediaGwError,
+                     ValidationError)
+from .names import GATEWAY_NAME, container_name, validate_gateway_name, validate_room_name
 from .resources import Budget, HostResources, sample_host
 from .room import PLATFORM_NAME
 from .settings import CONTAINER_UID, Settings
@@ -41,10 +44,15 @@ Progress = Callable[[str], None]
 
 @dataclasses.dataclass(frozen=True)
 class LaunchRequest:
-    """What the operator asked for."""
+    """What the operator asked for: a fixed gateway in `room`, or (no room) a pool gateway."""
 
     gateway: str
-    room: str
+    room: str | None = None
+
+    @property
+    def mode(self) -> str:
+        """``fixed`` or ``pool``."""
+        return "pool" if self.room is None else "fixed"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,9 +64,24 @@ class LaunchResult:
     sip_uri: str
     slot: int
     media: str
-    room: str
+    room: str | None  # None: a pool gateway
     platform: str
     ready: bool
+
+    @property
+    def mode(self) -> str:
+        """``fixed`` or ``pool``."""
+        return "pool" if self.room is None else "fixed"
+
+
+class PartialLaunch(SipMediaGwError):
+    """`launch --count`: some gateways started, then one could not; those started keep running."""
+
+    def __init__(self, message: str, started: list[LaunchResult], cause: SipMediaGwError) -> None:
+        super().__init__(message)
+        self.started = started
+        self.cause = cause
+        self.exit_code = cause.exit_code
 
 
 def normalise_base_url(value: str) -> str:
@@ -92,6 +115,35 @@ def validate_platform(platform: str, browsing_dir: Path) -> str:
     return platform
 
 
+def check_rooms(settings: Settings, request: LaunchRequest) -> str:
+    """Validate where the gateway's calls can go (its fixed room, the dispatch rules and their drivers); return the
+    default rule's base URL ("" when a pool gateway has only rules). Nothing is started before this passes."""
+    if request.room is not None:
+        validate_room_name(request.room)
+    if request.room is None and not settings.base_url and settings.dispatch:
+        base_url = ""  # a pool that dispatches by its rules only: no default rule
+    else:
+        if request.room is None and not settings.base_url:
+            raise ValidationError("a pool gateway needs a conferencing service for its default rule (--domain URL, "
+                                  "base_url in sipmediagw.yaml) or dispatch rules (setting dispatch)")
+        validate_platform(settings.platform, settings.browsing_dir)
+        base_url = normalise_base_url(settings.base_url)
+    dispatcher = Dispatcher.build(settings.dispatch, settings.platform, base_url)
+    dispatcher.check_platforms(lambda platform: validate_platform(platform, settings.browsing_dir))
+    return base_url
+
+
+def pool_names(prefix: str, count: int) -> list[str]:
+    """PREFIX-1 .. PREFIX-count, each a valid gateway name (else ValidationError before anything starts)."""
+    if count < 1:
+        raise ValidationError(f"--count must be at least 1, not {count}")
+    names = [f"{prefix}-{number}" for number in range(1, count + 1)]
+    if not GATEWAY_NAME.fullmatch(names[-1]):
+        raise ValidationError(f"invalid gateway name prefix {prefix!r}: {names[-1]!r} must be 1-40 letters, digits, "
+                              "'-', '_' or '.', starting with a letter or digit")
+    return names
+
+
 def log_folder(settings: Settings, gateway: str) -> Path:
     """The host folder holding this gateway's app.log, err.log and state.json."""
     return settings.logs_dir.resolve() / gateway
@@ -108,24 +160,31 @@ def container_config(
         labels.GATEWAY: request.gateway,
         labels.SLOT: str(allocation.slot),
         labels.ACCOUNT: allocation.account.sip_uri,
-        labels.ROOM: request.room,
+        labels.MODE: request.mode,
         labels.PLATFORM: settings.platform,
         labels.MEDIA: allocation.media,
         labels.VERSION: __version__,
         labels.LOGS: str(folder),
     }
-    environment = {
-        "SIPMEDIAGW_GATEWAY": request.gateway,
-        "SIPMEDIAGW_ROOM": request.room,
-        "SIPMEDIAGW_PLATFORM": settings.platform,
-        "SIPMEDIAGW_BASE_URL": base_url,
+    environment = {"SIPMEDIAGW_GATEWAY": request.gateway}
+    if request.room is not None:
+        container_labels[labels.ROOM] = request.room
+        environment["SIPMEDIAGW_ROOM"] = request.room
+    environment["SIPMEDIAGW_PLATFORM"] = settings.platform
+    if base_url:  # a pool gateway may do without the default rule when dispatch rules give every room
+        environment["SIPMEDIAGW_BASE_URL"] = base_url
+    if request.room is None:
+        environment["SIPMEDIAGW_SERVICE_USER"] = settings.service_user
+        if settings.dispatch:
+            environment[DISPATCH_VAR] = rules_to_json(settings.dispatch)
+    environment.update({
         "SIPMEDIAGW_MEDIA": allocation.media,
         "SIPMEDIAGW_ONCE": "1" if settings.once else "0",
         "SIPMEDIAGW_ACCOUNT_FILE": CONTAINER_ACCOUNT_FILE,
         "SIPMEDIAGW_LOG_DIR": CONTAINER_LOG_DIR,
         "SIPMEDIAGW_BROWSING_DIR": CONTAINER_BROWSING_DIR,
         "SIPMEDIAGW_BARESIP_DIR": CONTAINER_BARESIP_DIR,
-    }
+    })
     host_config: dict[str, Any] = {
         # a list, not a dict keyed by host path: one host folder may legitimately back two targets
         "binds": [
@@ -263,9 +322,7 @@ def launch(
 ) -> LaunchResult:
     """Start one gateway; on any failure nothing is left behind (no container, so no held slot or account)."""
     validate_gateway_name(request.gateway)
-    validate_room_name(request.room)
-    validate_platform(settings.platform, settings.browsing_dir)
-    base_url = normalise_base_url(settings.base_url)
+    base_url = check_rooms(settings, request)
     for folder_setting in ("browsing_dir", "baresip_dir", "logs_dir"):
         value = getattr(settings, folder_setting)
         if folder_setting != "logs_dir" and not value.is_dir():
@@ -333,6 +390,66 @@ def launch(
         platform=settings.platform,
         ready=wait,
     )
+
+
+def launch_pool(
+    settings: Settings,
+    prefix: str,
+    count: int,
+    client: docker.DockerClient,
+    wait: bool = True,
+    progress: Progress = lambda message: None,
+    host_sampler: Callable[[], HostResources] = sample_host,
+) -> list[LaunchResult]:
+    """Start `count` pool gateways PREFIX-1..PREFIX-count, each on its own account, then wait for them in parallel.
+
+    The first gateway that cannot start (no free account or slot, a name in use...) ends the series: those already
+    started are still waited for and keep running, and PartialLaunch says which, with the cause's exit code. One
+    that never becomes ready is removed (as `launch` does) and reported the same way.
+    """
+    names = pool_names(prefix, count)
+    started: list[LaunchResult] = []
+    failure: tuple[str, SipMediaGwError] | None = None
+    for name in names:
+        try:
+            started.append(launch(settings, LaunchRequest(name), client, wait=False,
+                                  progress=lambda message, name=name: progress(f"{name}: {message}"),
+                                  host_sampler=host_sampler))
+        except SipMediaGwError as exc:
+            if not started:
+                raise
+            failure = (name, exc)
+            break
+    if wait:
+
+        def ready(result: LaunchResult) -> LaunchResult:
+            container = dockerops.find_gateway(client, result.gateway)
+            if container is None:
+                raise LaunchFailed(f"container {result.container} disappeared")
+            try:
+                wait_ready(container, log_folder(settings, result.gateway), settings.ready_timeout,
+                           lambda message: progress(f"{result.gateway}: {message}"))
+            except BaseException:
+                dockerops.remove_container(container)
+                raise
+            return dataclasses.replace(result, ready=True)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(started))) as pool:
+            futures = [pool.submit(ready, result) for result in started]
+        kept = [future.result() for future in futures if future.exception() is None]
+        for result, future in zip(started, futures):
+            error = future.exception()
+            if failure is None and error is not None:
+                if not isinstance(error, SipMediaGwError):
+                    raise error
+                failure = (f"{result.gateway} (removed)", error)
+        started = kept
+    if failure is not None:
+        name, exc = failure
+        raise PartialLaunch(f"started {len(started)} of {count} pool gateways "
+                            f"({', '.join(r.gateway for r in started) or 'none'}: kept running); {name}: {exc}",
+                            started, exc)
+    return started
 
 
 def stop_gateway(client: docker.DockerClient, gateway: str, timeout: int) -> str:

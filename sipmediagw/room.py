@@ -103,3 +103,30 @@ def load_room_driver(platform: str, directory: str | Path) -> type[Room]:
     if len(classes) != 1:
         raise ConfigError(f"{path}: expected exactly one Room subclass, found {len(classes)}")
     return classes[0]
+
+
+class RoomDrivers:
+    """Driver classes by platform, each module loaded once from `directory` (a pool gateway's calls may land on
+    different platforms; the first call to each pays the import)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self._loaded: dict[str, type[Room]] = {}
+
+    def get(self, platform: str) -> type[Room]:
+        """The Room subclass of `platform`; ConfigError when there is no such driver."""
+        if platform not in self._loaded:
+            self._loaded[platform] = load_room_driver(platform, self.directory)
+        return self._loaded[platform]
+
+    def check(self, platform: str, base_url: str, room: str) -> None:
+        """Raise ValidationError/ConfigError when the driver refuses this room (e.g. a non-numeric Janus room id):
+        drivers validate in their constructor, which touches no browser, so no page is opened for this. A
+        constructor failing otherwise (one that needs its browser) is no refusal: that room is checked by joining."""
+        cls = self.get(platform)
+        try:
+            cls(None, base_url, room)
+        except ConfigError:
+            raise
+        except Exception:
+            return

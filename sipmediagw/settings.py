@@ -14,6 +14,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from . import dispatch as dispatching
+from .dispatch import Rule as DispatchRule
 from .errors import ConfigError, FileLineError
 
 ENV_PREFIX = "SIPMEDIAGW_"
@@ -56,6 +58,9 @@ class Settings:
     stop_timeout: int = 20  # seconds between SIGTERM and SIGKILL
     shm_size: str = "256m"
     once: bool = False  # the gateway exits after its first call (seed behaviour)
+    # pool gateways: meeting -> room rules tried before the default (platform + base_url); see sipmediagw/dispatch.py
+    dispatch: tuple[DispatchRule, ...] = ()
+    service_user: str = "meet"  # the dialled user that opens the keypad menu on a pool gateway (besides its own)
 
     def __post_init__(self) -> None:
         if self.media not in MEDIA_MODES:
@@ -66,6 +71,8 @@ class Settings:
             raise ConfigError(f"memory_per_gateway must be > 0, not {self.memory_per_gateway}")
         if self.ready_timeout <= 0:
             raise ConfigError(f"ready_timeout must be > 0, not {self.ready_timeout}")
+        if not dispatching.SERVICE_USER.fullmatch(self.service_user):
+            raise ConfigError(f"service_user must be a SIP user part (letters, digits, . _ + -), not {self.service_user!r}")
 
 
 FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Settings)}
@@ -90,6 +97,10 @@ def _convert(name: str, value: Any) -> Any:
     """Turn a YAML/env/flag value into the type of field `name`; ValueError says why not."""
     if name == "memory_per_gateway":
         return parse_size(value)
+    if name == "dispatch":
+        if isinstance(value, str):  # the environment (and a flag) carry the list as JSON, as the container gets it
+            return dispatching.rules_from_json(value, dispatching.ENV_VAR)
+        return dispatching.parse_rules(value)
     kind = FIELDS[name].type
     if kind == "Path":
         return Path(os.path.expanduser(str(value)))
@@ -144,11 +155,33 @@ def read_config_file(path: Path) -> dict[str, Any]:
         if key not in FIELDS:
             raise FileLineError(str(path), line, f"unknown setting {key_node.value!r} (known: {', '.join(FIELDS)})")
         raw = yaml.safe_load(yaml.serialize(value_node))
+        if key == "dispatch":
+            values[key] = _dispatch_rules(path, value_node, raw)
+            continue
         try:
             values[key] = _convert(key, raw)
         except (TypeError, ValueError) as exc:
             raise FileLineError(str(path), line, f"{key}: {exc}") from exc
     return values
+
+
+def _dispatch_rules(path: Path, node: yaml.Node, raw: Any) -> tuple[DispatchRule, ...]:
+    """The `dispatch:` list of a YAML file; each rule remembers its file:line and an error points at the bad key."""
+    if raw is None:
+        return ()
+    if not isinstance(node, yaml.SequenceNode):
+        raise FileLineError(str(path), node.start_mark.line + 1,
+                            "dispatch: expected a list of rules {match, platform, base_url, room}")
+    rules = []
+    for item_node, item in zip(node.value, raw):
+        line = item_node.start_mark.line + 1
+        try:
+            rules.append(dispatching.parse_rule(item, f"{path}:{line}"))
+        except dispatching.RuleError as exc:
+            if exc.key is not None and isinstance(item_node, yaml.MappingNode):
+                line = next((k.start_mark.line + 1 for k, _v in item_node.value if k.value == exc.key), line)
+            raise FileLineError(str(path), line, f"dispatch: {exc.message}") from None
+    return tuple(rules)
 
 
 def env_values(env: Mapping[str, str]) -> dict[str, Any]:

@@ -58,13 +58,19 @@ class GatewayStatus:
     state: GatewayState = GatewayState.STARTING
     components: dict[str, ComponentStatus] = dataclasses.field(default_factory=dict)
     sip_uri: str | None = None
-    room: str | None = None
-    platform: str | None = None
+    mode: str | None = None  # "pool" | "fixed" (None: written by a gateway older than pool gateways)
+    room: str | None = None  # the room the current call is in (None when idle, or in the keypad menu)
+    platform: str | None = None  # the gateway's default platform
+    call_platform: str | None = None  # the platform of the current call's room
+    meeting: str | None = None  # the user part the current caller dialled
     media: str | None = None
-    caller: str | None = None
+    caller: str | None = None  # the current caller's display name
+    caller_uri: str | None = None
+    call_started: str | None = None  # when the current call was answered (ISO 8601, UTC)
+    last_end_reason: str | None = None  # why the last call ended or was refused: "caller hung up", "unknown meeting 9"
     since: str = dataclasses.field(default_factory=_now)  # when `state` was entered
     last_error: str | None = None
-    calls: int = 0  # calls answered since start
+    calls: int = 0  # calls bridged into a room since start
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -86,6 +92,18 @@ class GatewayStatus:
         known = {f.name for f in dataclasses.fields(cls)} - {"state", "components"}
         kwargs = {k: v for k, v in data.items() if k in known}
         return cls(state=GatewayState(data.get("state", "starting")), components=components, **kwargs)
+
+    def call_seconds(self, now: _dt.datetime | None = None) -> float | None:
+        """How long the current call has lasted (None when there is none or its start is unreadable)."""
+        if not self.call_started:
+            return None
+        try:
+            started = _dt.datetime.fromisoformat(self.call_started)
+        except ValueError:
+            return None
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=_dt.timezone.utc)
+        return max(0.0, ((now or _dt.datetime.now(_dt.timezone.utc)) - started).total_seconds())
 
     def set_state(self, state: GatewayState) -> None:
         """Enter `state`, stamping `since` only when it actually changes."""

@@ -17,7 +17,7 @@ from .allocator import choose_media, free_resources, holding_from_labels
 from .devices import Discovery
 from .resources import Budget, HostResources, human_bytes
 from .settings import Settings
-from .state import read_state
+from .state import GatewayState, GatewayStatus, read_state
 
 
 @dataclasses.dataclass
@@ -26,7 +26,7 @@ class GatewayInfo:
 
     name: str
     state: str
-    room: str
+    room: str | None  # the room it is in now; an idle fixed gateway: its room (joined on every call); else None
     platform: str
     sip_uri: str
     slot: int | None
@@ -36,6 +36,13 @@ class GatewayInfo:
     cpu_percent: float | None
     memory: int | None  # bytes
     last_error: str | None = None
+    mode: str = "fixed"  # "pool" | "fixed"
+    fixed_room: str | None = None  # a fixed gateway's room (the room it joins on every call)
+    caller: str | None = None  # the current caller's display name
+    call_started: str | None = None  # ISO 8601 (UTC)
+    call_duration: float | None = None  # seconds the current call has lasted
+    meeting: str | None = None  # what the current caller dialled
+    last_end_reason: str | None = None  # why the last call ended (or was refused)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -55,13 +62,18 @@ def _started_at(container: Container) -> _dt.datetime | None:
         return None
 
 
+def _running_status(container: Container, log_folder: Path | None) -> GatewayStatus | None:
+    """The state file of a running gateway (None when it is not running or has not written one yet)."""
+    if container.status in ("exited", "dead", "created") or log_folder is None:
+        return None
+    return read_state(log_folder)
+
+
 def gateway_state(container: Container, log_folder: Path | None) -> tuple[str, str | None]:
     """(state, last_error): the state file's word while the container runs; docker's 'exited' otherwise."""
     if container.status in ("exited", "dead"):
         return "exited", None
-    if container.status == "created":
-        return "starting", None
-    status = read_state(log_folder) if log_folder else None
+    status = _running_status(container, log_folder)
     if status is None:
         return "starting", None
     return status.state.value, status.last_error
@@ -72,15 +84,19 @@ def describe(container: Container, now: _dt.datetime | None = None, with_stats: 
     tags = container.labels
     folder = Path(tags[labels.LOGS]) if tags.get(labels.LOGS) else None
     state, last_error = gateway_state(container, folder)
+    status = _running_status(container, folder)
+    # What the call is: only while the state file says in-call (an older gateway wrote its fixed room as `room`).
+    call = status if status is not None and status.state is GatewayState.IN_CALL else None
     started = _started_at(container) if container.status == "running" else None
     now = now or _dt.datetime.now(_dt.timezone.utc)
     stats = dockerops.container_stats(container) if with_stats and container.status == "running" else None
     raw_slot = tags.get(labels.SLOT, "")
+    mode = tags.get(labels.MODE) or ("fixed" if tags.get(labels.ROOM) else "pool")
     return GatewayInfo(
         name=tags.get(labels.GATEWAY, container.name),
         state=state,
-        room=tags.get(labels.ROOM, ""),
-        platform=tags.get(labels.PLATFORM, ""),
+        room=call.room if call else tags.get(labels.ROOM) or None,
+        platform=(call.call_platform if call and call.call_platform else tags.get(labels.PLATFORM, "")),
         sip_uri=tags.get(labels.ACCOUNT, ""),
         slot=int(raw_slot) if raw_slot.isdigit() else None,
         media=tags.get(labels.MEDIA, ""),
@@ -89,6 +105,13 @@ def describe(container: Container, now: _dt.datetime | None = None, with_stats: 
         cpu_percent=stats["cpu_percent"] if stats else None,
         memory=stats["memory"] if stats else None,
         last_error=last_error,
+        mode=mode,
+        fixed_room=tags.get(labels.ROOM) or None,
+        caller=call.caller if call else None,
+        call_started=call.call_started if call else None,
+        call_duration=call.call_seconds(now) if call else None,
+        meeting=call.meeting if call else None,
+        last_end_reason=status.last_end_reason if status else None,
     )
 
 
@@ -148,10 +171,23 @@ def human_duration(seconds: float | None) -> str:
     return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
+def room_cell(gateway: GatewayInfo) -> str:
+    """The room a gateway is in now; an idle fixed gateway shows its room in parentheses, an idle pool one '-'."""
+    in_call = gateway.state == "in-call"
+    if gateway.room and in_call:
+        return gateway.room
+    if in_call:
+        return "(keypad menu)"  # answered, no room yet
+    return f"({gateway.fixed_room})" if gateway.fixed_room else "-"
+
+
 COLUMNS: list[tuple[str, Callable[[GatewayInfo], str]]] = [
     ("NAME", lambda g: g.name),
     ("STATE", lambda g: g.state),
-    ("ROOM", lambda g: g.room),
+    ("MODE", lambda g: g.mode),
+    ("ROOM", room_cell),
+    ("CALLER", lambda g: g.caller or "-"),
+    ("CALL", lambda g: human_duration(g.call_duration)),
     ("PLATFORM", lambda g: g.platform),
     ("SIP URI", lambda g: g.sip_uri),
     ("SLOT", lambda g: "-" if g.slot is None else f"{g.slot} ({g.media})"),

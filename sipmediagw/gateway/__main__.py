@@ -11,20 +11,23 @@ started, so bad input never leaves a half-started gateway.
 from __future__ import annotations
 
 import argparse
+import html
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
+from ..dispatch import Dispatcher, RoomTarget
 from ..errors import SipMediaGwError
-from ..room import Room, load_room_driver
+from ..room import RoomDrivers
 from ..state import GatewayState, GatewayStatus, write_state
 from .baresip import BaresipControl, baresip_argv, render_baresip_config
 from .config import GatewayConfig
-from .controller import Controller
+from .controller import Controller, Menu, NoMenu, Routing
 from .logs import get_logger, line_sink, setup_logging
 from .media import KERNEL, ROOM_MIC, MediaPlan
 from .process import ManagedProcess
@@ -125,21 +128,22 @@ def pulseaudio(plan: MediaPlan, run_dir: Path) -> ManagedProcess:
 
 class BrowserSlot:
     """The room side as one recoverable component: a fresh Browser on each start, and the RoomSession the call
-    controller uses (it always talks to the current browser, so a restart is invisible to the controller)."""
+    controller uses. Each call brings its own target: the driver class is loaded by platform (once per platform) and
+    a room object is built per call, always on the current browser, so a restart is invisible to the controller."""
 
-    def __init__(self, config: GatewayConfig, plan: MediaPlan, room_cls: type[Room], display: str,
+    def __init__(self, config: GatewayConfig, plan: MediaPlan, drivers: RoomDrivers, display: str,
                  camera_url: Callable[[], str | None]) -> None:
         self.config = config
         self.plan = plan
-        self.room_cls = room_cls
+        self.drivers = drivers
         self.display = display
         self.camera_url = camera_url
-        self.browser = None
-        self.session = None
+        self.browser: Any = None
+        self.session: Any = None
 
     def start(self) -> None:
         """Start Chromium pre-warmed on about:blank."""
-        from .browser import Browser, BrowserRoomSession  # selenium is imported only when a browser is needed
+        from .browser import Browser  # selenium is imported only when a browser is needed
 
         browser = Browser(
             display=self.display,
@@ -153,7 +157,6 @@ class BrowserSlot:
         )
         browser.start()
         self.browser = browser
-        self.session = BrowserRoomSession(browser, self.room_cls, self.config.base_url, self.config.room)
 
     def alive(self) -> bool:
         """Chromium runs and answers WebDriver."""
@@ -166,20 +169,56 @@ class BrowserSlot:
             browser.quit()
 
     # RoomSession
-    def join(self, display_name: str) -> None:
-        """Enter the room (controller.RoomSession)."""
-        if self.session is None:
+    def check(self, target: RoomTarget) -> None:
+        """The driver refuses rooms it cannot open (controller.RoomSession); no page is loaded for this."""
+        self.drivers.check(target.platform, target.base_url, target.room)
+
+    def join(self, target: RoomTarget, display_name: str) -> None:
+        """Enter `target`'s room (controller.RoomSession)."""
+        from .browser import BrowserRoomSession
+
+        if self.browser is None:
             raise RuntimeError("browser not running")
+        self.session = BrowserRoomSession(self.browser, self.drivers.get(target.platform), target.base_url,
+                                          target.room)
         self.session.join(display_name)
 
     def leave(self) -> None:
-        """Leave the room (controller.RoomSession)."""
-        if self.session is not None:
-            self.session.leave()
+        """Leave the room, or blank whatever page the call showed (controller.RoomSession)."""
+        session, self.session = self.session, None
+        if session is not None:
+            session.leave()
+        elif self.browser is not None:
+            with self.browser.lock:
+                self.browser.driver.get("about:blank")
+
+    def show_message(self, text: str) -> None:
+        """Show `text` full screen (the caller sees the room display): how the no-menu gateway talks to callers."""
+        if self.browser is None:
+            return
+        page = ("<!doctype html><meta charset=utf-8><body style='margin:0;background:#123;color:#fff;"
+                "font:40px sans-serif;display:flex;align-items:center;justify-content:center;height:100vh'>"
+                f"<p style='max-width:80%;text-align:center'>{html.escape(text)}</p>")
+        with self.browser.lock:
+            self.browser.driver.get("data:text/html;charset=utf-8," + urllib.parse.quote(page))
 
 
-def build(config: GatewayConfig, room_cls: type[Room]) -> tuple[list[tuple[Component, float]], Callable]:
-    """The real components in start order (with ready timeouts) and the controller factory."""
+def routing_of(config: GatewayConfig, drivers: RoomDrivers) -> Routing:
+    """The gateway's call routing; every driver it may need is loaded and a fixed room checked by its driver now, so
+    a bad platform or room fails the start (exit 2) instead of the first call."""
+    if config.room is not None:
+        target = RoomTarget(config.platform, config.base_url, config.room)
+        drivers.check(target.platform, target.base_url, target.room)
+        return Routing(account_user=config.account_user, fixed=target, service_user=config.service_user)
+    dispatcher = Dispatcher.build(config.dispatch, config.platform, config.base_url)
+    dispatcher.check_platforms(drivers.get)
+    return Routing(account_user=config.account_user, dispatcher=dispatcher, service_user=config.service_user)
+
+
+def build(config: GatewayConfig, drivers: RoomDrivers, routing: Routing,
+          menu: Callable[[BrowserSlot], Menu] | None = None) -> tuple[list[tuple[Component, float]], Callable]:
+    """The real components in start order (with ready timeouts) and the controller factory. `menu` makes the keypad
+    menu of a pool gateway from the browser slot (default: NoMenu, which tells the caller there is none)."""
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     (run_dir / "xdg").mkdir(exist_ok=True, mode=0o700)
@@ -194,6 +233,7 @@ def build(config: GatewayConfig, room_cls: type[Room]) -> tuple[list[tuple[Compo
     baresip_dir = render_baresip_config(
         config.baresip_dir, run_dir / "baresip",
         account_line=config.account_line,
+        answermode="manual",  # the controller answers once it knows the dialled address (callstat)
         audio_player=plan.audio_player,
         audio_source=plan.audio_source,
         video_source=f"x11grab,:{web_display}",
@@ -225,14 +265,16 @@ def build(config: GatewayConfig, room_cls: type[Room]) -> tuple[list[tuple[Compo
         camera = FunctionComponent("camera", start=relay.start, stop=relay.stop,
                                    alive=tolerant(relay.alive, CAMERA_RESTART_GRACE),
                                    wait_ready=relay.wait_frame)
-    slot = BrowserSlot(config, plan, room_cls, f":{web_display}",
+    slot = BrowserSlot(config, plan, drivers, f":{web_display}",
                        camera_url=lambda: relay.url if relay is not None else None)
     browser = FunctionComponent("browser", start=slot.start, stop=slot.stop, alive=slot.alive, recoverable=True)
 
     def make_controller(on_change: Callable[[], None]) -> Controller:
         control = BaresipControl(port=config.ctrl_port)
         control.connect(CONTROL_CONNECT_TIMEOUT)
-        return Controller(control, slot, on_change, once=config.once, default_display_name=config.display_name)
+        return Controller(control, slot, on_change, once=config.once, routing=routing,
+                          menu=menu(slot) if menu is not None else NoMenu(show=slot.show_message),
+                          default_display_name=config.display_name)
 
     components: list[tuple[Component, float]] = [
         (xvfb("xvfb-web", web_display, config.video_size), XVFB_READY_TIMEOUT),
@@ -263,18 +305,25 @@ def main(argv: list[str] | None = None) -> int:
     status = GatewayStatus(gateway=env.get("SIPMEDIAGW_GATEWAY") or socket.gethostname())
     try:
         config = GatewayConfig.from_env(env)
-        status = GatewayStatus(gateway=config.gateway, sip_uri=config.sip_uri, room=config.room,
-                               platform=config.platform, media=config.media)
-        room_cls = load_room_driver(config.platform, config.browsing_dir)
-        components, make_controller = build(config, room_cls)
+        status = GatewayStatus(gateway=config.gateway, sip_uri=config.sip_uri, mode=config.mode,
+                               platform=config.platform or None, media=config.media)
+        drivers = RoomDrivers(config.browsing_dir)
+        routing = routing_of(config, drivers)
+        components, make_controller = build(config, drivers, routing)
     except SipMediaGwError as exc:
         log.error("configuration error: %s", exc)
         status.set_state(GatewayState.ERROR)
         status.last_error = str(exc)
         write_state(log_dir, status)
         return exc.exit_code
-    log.info("gateway %s: %s -> %s room %r (%s media)", config.gateway, config.sip_uri, config.platform,
-             config.room, config.media)
+    if config.room is not None:
+        log.info("gateway %s: %s -> %s room %r (fixed, %s media)", config.gateway, config.sip_uri, config.platform,
+                 config.room, config.media)
+    else:
+        log.info("gateway %s: %s, pool gateway: %d dispatch rule(s)%s, keypad menu on %r (%s media)",
+                 config.gateway, config.sip_uri, len(config.dispatch),
+                 f" + default {config.platform} {config.base_url}" if config.base_url else "", config.service_user,
+                 config.media)
     return Supervisor(status=status, log_dir=log_dir, components=components, make_controller=make_controller,
                       once=config.once).run()
 

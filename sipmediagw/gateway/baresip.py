@@ -44,14 +44,16 @@ _INTERFACE = re.compile(r"^[A-Za-z0-9_.:-]{1,39}$")
 # "Display Name" <sip:user@domain;uri-params>;account-params  (the display name part is optional)
 _ACCOUNT = re.compile(r'^(?:"[^"\r\n]*"\s*)?<(?P<aor>sips?:[^<>\s]+)>(?P<params>(?:;[^\r\n]*)?)$')
 _ANSWERMODE = re.compile(r";\s*answermode\s*=", re.IGNORECASE)
+_ANSWERMODE_PARAM = re.compile(r";\s*answermode\s*=[^;]*", re.IGNORECASE)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # account line
 
 
-def prepare_account_line(line: str, *, source: str = "account") -> str:
-    """Validate a baresip account line and force ``answermode=auto`` unless it sets an answermode itself.
+def prepare_account_line(line: str, *, source: str = "account", answermode: str | None = None) -> str:
+    """Validate a baresip account line and force ``answermode=auto`` unless it sets an answermode itself; with
+    `answermode`, that mode replaces whatever the line says (the gateway answers by itself: ``manual``).
 
     Errors name `source` but never echo the line: it holds the SIP password.
     """
@@ -63,6 +65,12 @@ def prepare_account_line(line: str, *, source: str = "account") -> str:
     match = _ACCOUNT.match(line)
     if match is None:
         raise ConfigError(f'{source}: not a baresip account line (expected \'<sip:user@domain>;param=value...\')')
+    if answermode is not None:
+        if answermode not in ("auto", "manual", "early"):
+            raise ConfigError(f"{source}: answermode must be auto, manual or early, not {answermode!r}")
+        head, params = line[: match.start("params")], match["params"]
+        params = _ANSWERMODE_PARAM.sub("", params)
+        return f"{head}{params};answermode={answermode}"
     if not _ANSWERMODE.search(match["params"]):
         line += ";answermode=auto"
     return line
@@ -202,11 +210,14 @@ def render_baresip_config(
     net_interface: str | None = None,
     extra: Mapping[str, str] = {},
     template: str = TEMPLATE_NAME,
+    answermode: str | None = None,
 ) -> Path:
     """Write ``out_dir/config`` from ``template_dir/template`` and ``out_dir/accounts`` (mode 0600); return out_dir.
 
     Run the result as ``baresip -f out_dir``. `extra` replaces or adds plain settings; setting ``snd_path`` also
     loads the sndfile filter, which dumps each call's audio there (test callers use it to check what they heard).
+    `answermode` overrides the account line's (the gateway renders ``manual``: it answers after reading the dialled
+    address, see controller.py); the account file itself is never changed.
     """
     sip_port = _check_port("sip_port", sip_port)
     ctrl_port = _check_port("ctrl_port", ctrl_port)
@@ -224,7 +235,7 @@ def render_baresip_config(
     if net_interface is not None and not _INTERFACE.match(net_interface):
         raise ConfigError(f"baresip net_interface: invalid interface name or address {net_interface!r}")
     extras = _check_extra(extra)
-    account = prepare_account_line(account_line)
+    account = prepare_account_line(account_line, answermode=answermode)
 
     modules = list(dict.fromkeys(_driver(d) for d in devices.values()))
     if "snd_path" in extras:
@@ -386,8 +397,14 @@ class BaresipControl:
         return self.command("accept")
 
     def hangup(self, call_id: str | None = None) -> dict[str, Any]:
-        """``hangup``: end the current call, or the call `call_id`."""
+        """``hangup``: end the current call. baresip 1.0.0 ignores `call_id` (measured: any parameter, even a wrong
+        id, hangs up the current call) and rejects a call not answered yet with ``486 Rejected``."""
         return self.command("hangup", call_id or "")
+
+    def callstat(self) -> dict[str, Any]:
+        """``callstat``: the current call's debug text in ``data``; its `` local_uri:`` line is the To URI, i.e. the
+        address the caller dialled, which the CALL_* events do not carry."""
+        return self.command("callstat")
 
     def dial(self, uri: str) -> dict[str, Any]:
         """``dial``: place an outgoing call to `uri`."""

@@ -12,9 +12,12 @@ import re
 import socket
 from pathlib import Path
 from typing import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-from ..errors import ConfigError, FileLineError
+from ..dispatch import ENV_VAR as DISPATCH_VAR
+from ..dispatch import SERVICE_USER, Rule, rules_from_json
+from ..errors import ConfigError, FileLineError, ValidationError
+from ..room import check_base_url
 from .logs import add_secret
 from .media import KERNEL, MODES
 
@@ -28,8 +31,8 @@ class GatewayConfig:
     """Settings of one gateway container; built by :meth:`from_env`."""
 
     gateway: str
-    room: str
-    base_url: str
+    room: str | None  # the fixed room; None: a pool gateway (each call says where it goes)
+    base_url: str  # the default rule's service ("" on a pool gateway that dispatches by its rules only)
     account_line: str = dataclasses.field(repr=False)
     sip_uri: str
     platform: str = "janus"
@@ -51,6 +54,18 @@ class GatewayConfig:
     ctrl_port: int = 4444
     run_dir: Path = Path("/tmp/sipmediagw")
     display_base: int = 0  # room display :N, caller display :N+1 (change to run a gateway outside a container)
+    dispatch: tuple[Rule, ...] = ()  # pool gateways: meeting -> room rules tried before the default
+    service_user: str = "meet"  # pool gateways: the dialled user that opens the keypad menu
+
+    @property
+    def mode(self) -> str:
+        """``fixed`` (launched with a room) or ``pool`` (the room comes with each call)."""
+        return "pool" if self.room is None else "fixed"
+
+    @property
+    def account_user(self) -> str:
+        """The user part of the gateway's own SIP address, percent-decoded (``gw1`` of ``sip:gw1@example.org``)."""
+        return unquote(self.sip_uri.split(":", 1)[-1].split("@", 1)[0])
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "GatewayConfig":
@@ -66,13 +81,23 @@ class GatewayConfig:
                 raise ConfigError(f"SIPMEDIAGW_{name} is required")
             return value
 
-        room = required("ROOM")
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in room):
+        room = get("ROOM")  # none: a pool gateway
+        if room is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in room):
             raise ConfigError("SIPMEDIAGW_ROOM contains control characters")
-        base_url = required("BASE_URL")
+        rules = rules_from_json(get("DISPATCH", "") or "", DISPATCH_VAR) if room is None else ()
+        if room is None and rules:
+            base_url = get("BASE_URL", "") or ""  # optional: without it, only the rules give rooms
+        else:
+            base_url = required("BASE_URL")
+        if base_url:
+            try:
+                check_base_url(base_url)
+            except ValidationError:
+                raise ConfigError(f"SIPMEDIAGW_BASE_URL must be an http(s) URL, got {base_url!r}") from None
         parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"SIPMEDIAGW_BASE_URL must be an http(s) URL, got {base_url!r}")
+        service_user = get("SERVICE_USER", "meet") or "meet"
+        if not SERVICE_USER.fullmatch(service_user):
+            raise ConfigError(f"SIPMEDIAGW_SERVICE_USER must be a SIP user part, got {service_user!r}")
         media = get("MEDIA", "userspace")
         if media not in MODES:
             raise ConfigError(f"SIPMEDIAGW_MEDIA must be one of {', '.join(MODES)}, got {media!r}")
@@ -87,11 +112,12 @@ class GatewayConfig:
         insecure = get("INSECURE_ORIGINS")
         if insecure is not None:
             origins = tuple(o.strip() for o in insecure.split(",") if o.strip())
-        elif parts.scheme == "http":
-            # getUserMedia needs a secure context: a plain-http room (the test bed's Janus page) must be whitelisted.
-            origins = (f"http://{parts.netloc}",)
         else:
-            origins = ()
+            # getUserMedia needs a secure context: a plain-http room (the test bed's Janus page) must be whitelisted,
+            # for the default service and for every service a dispatch rule names.
+            urls = [base_url] * (parts.scheme == "http") + [rule.base_url for rule in rules]
+            origins = tuple(dict.fromkeys(f"http://{urlsplit(url).netloc}" for url in urls
+                                          if urlsplit(url).scheme == "http"))
         return cls(
             gateway=get("GATEWAY") or socket.gethostname(),
             room=room,
@@ -117,6 +143,8 @@ class GatewayConfig:
             ctrl_port=_int("CTRL_PORT", get("CTRL_PORT", "4444"), 1, 65535),  # type: ignore[arg-type]
             run_dir=Path(get("RUN_DIR", "/tmp/sipmediagw")),  # type: ignore[arg-type]
             display_base=_int("DISPLAY_BASE", get("DISPLAY_BASE", "0"), 0, 5000),  # type: ignore[arg-type]
+            dispatch=rules,
+            service_user=service_user,
         )
 
 

@@ -1,12 +1,19 @@
-"""baresip events -> gateway actions: registration state, one call bridged into the room at a time.
+"""baresip events -> gateway actions: registration state, and one call at a time taken to its room (or to the menu).
 
 The supervisor pumps :attr:`BaresipControl.events` into :meth:`Controller.handle` from one thread (its main loop) and
 maps the controller's attributes to the state file whenever ``on_change`` fires. Event names and fields are those of
 baresip 1.0.0's ctrl_tcp (docs/baresip.md). Stdlib only: this module runs inside the gateway container.
+
+Which room a call goes to (docs/dialplan.md): baresip runs with ``answermode=manual``, so every call starts with
+CALL_INCOMING, unanswered. The events do not say which address was dialled, but ``callstat`` does (its ``local_uri``
+is the To URI, which the registrar leaves as dialled). :meth:`Routing.decide` turns that user part into: join a room,
+open the keypad menu, or reject the call before answering (baresip 1.0.0 can only send ``486 Rejected`` then).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as _dt
 import logging
 import queue
 import re
@@ -14,22 +21,217 @@ import time
 import urllib.parse
 from typing import Any, Callable, Protocol
 
+from ..dispatch import Dispatcher, RoomTarget, UnknownMeeting
 from .baresip import DISCONNECTED, BaresipControl, BaresipControlError
 from .logs import get_logger, strip_ansi
 
 DEFAULT_DISPLAY_NAME = "SIP gateway"
 _MAX_NAME = 64
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_LOCAL_URI = re.compile(r"^\s*local_uri:\s*<?(?P<uri>[^>\s]+)", re.MULTILINE)
+_CALL_ID = re.compile(r"\bid=(?P<id>\S+)")
+_USER = re.compile(r"^(?:sips?):(?:(?P<user>[^@;>?]*)@)?", re.IGNORECASE)
+
+# ActiveCall.stage
+ANSWERING = "answering"  # taken (answer sent), not established yet
+MENU = "menu"  # established, the keypad menu decides where it goes
+JOINING = "joining"  # established, the browser is entering the room
+IN_ROOM = "room"  # bridged into the room
+FAILED = "failed"  # the room could not be joined: hung up, waiting for CALL_CLOSED
 
 
 class RoomSession(Protocol):
-    """What the controller needs from the browser side: enter the room under a name, and leave it."""
+    """What the controller needs from the browser side: check a call's room, enter it under a name, leave it."""
 
-    def join(self, display_name: str) -> None:
-        """Enter the room as `display_name` with microphone and camera on; raise on failure."""
+    def check(self, target: RoomTarget) -> None:
+        """Raise (ValidationError) when `target`'s driver refuses the room; called before the call is answered."""
+
+    def join(self, target: RoomTarget, display_name: str) -> None:
+        """Enter `target`'s room as `display_name` with microphone and camera on; raise on failure."""
 
     def leave(self) -> None:
-        """Leave the room, leaving the browser ready for the next call."""
+        """Leave the room (or whatever page the call showed), leaving the browser ready for the next call."""
+
+
+@dataclasses.dataclass
+class ActiveCall:
+    """The call this gateway owns, from the moment it decided to take it until its CALL_CLOSED."""
+
+    call_id: str
+    caller: str  # display name used in the room
+    caller_uri: str | None
+    dialled: str | None  # user part of the dialled address (None: callstat did not say)
+    target: RoomTarget | None  # where it goes; None while the keypad menu decides
+    stage: str = ANSWERING
+    started: str | None = None  # ISO time it was established (answered)
+
+
+class MenuCall:
+    """The keypad menu's handle on its call: who called, the dispatcher, and the two ways out (a room, or hang up).
+
+    Methods are called from the controller's thread (inside :meth:`Menu.start`, :meth:`Menu.key` or
+    :meth:`Menu.poll`), like everything else the controller does.
+    """
+
+    def __init__(self, controller: "Controller", call: ActiveCall) -> None:
+        self._controller = controller
+        self._call = call
+
+    @property
+    def call_id(self) -> str:
+        return self._call.call_id
+
+    @property
+    def caller(self) -> str:
+        """The caller's display name (as the room will show it)."""
+        return self._call.caller
+
+    @property
+    def caller_uri(self) -> str | None:
+        return self._call.caller_uri
+
+    @property
+    def dialled(self) -> str | None:
+        """The user part the caller dialled (the gateway's own user or the service user)."""
+        return self._call.dialled
+
+    @property
+    def dispatcher(self) -> Dispatcher | None:
+        """The pool's dispatch rules (e.g. to offer a choice of platform); None on a fixed gateway."""
+        return self._controller.routing.dispatcher
+
+    @property
+    def active(self) -> bool:
+        """True while this call is still in the menu (not closed, not gone to a room)."""
+        return self._controller.call is self._call and self._call.stage == MENU
+
+    def resolve(self, meeting: str, platform: str | None = None) -> RoomTarget:
+        """The room of `meeting` (typed digits), on `platform` when the caller chose one (see
+        ``dispatcher.platforms()``); UnknownMeeting (a message to show) when there is none."""
+        return self._controller.resolve_meeting(meeting, platform)
+
+    def join(self, target: RoomTarget) -> None:
+        """Leave the menu (its stop() is called first) and take the call into `target`'s room."""
+        self._controller.join_from_menu(self._call, target)
+
+    def hangup(self, reason: str) -> None:
+        """End the call (BYE); `reason` becomes the call's end reason in the state file."""
+        self._controller.hang_up(reason, self._call)
+
+
+class Menu(Protocol):
+    """The keypad menu (IVR) of a pool gateway: calls to the gateway's own address or to the service user land here.
+
+    Every method runs on the controller's thread and must return quickly (the event loop waits for it).
+    """
+
+    def start(self, call: MenuCall) -> None:
+        """The call is answered: show/say the menu. Leave by ``call.join(target)`` or ``call.hangup(reason)``."""
+
+    def key(self, key: str) -> None:
+        """A keypad key (DTMF: ``0``-``9``, ``*``, ``#``) pressed while the menu runs."""
+
+    def poll(self) -> None:
+        """Called on every turn of the event loop (about 5 times a second) while the menu runs: timeouts."""
+
+    def stop(self) -> None:
+        """The call left the menu (gone to a room, or closed): stop drawing and speaking."""
+
+
+class NoMenu:
+    """The menu of a gateway without a keypad menu: tells the caller on screen how to reach a meeting, hangs up."""
+
+    REASON = "no keypad menu on this gateway"
+
+    def __init__(self, show: Callable[[str], None] | None = None, delay: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.show = show
+        self.delay = delay
+        self.clock = clock
+        self.call: MenuCall | None = None
+        self.deadline = 0.0
+
+    def start(self, call: MenuCall) -> None:
+        """Show the message, then hang up after `delay` seconds (see poll)."""
+        self.call, self.deadline = call, self.clock() + self.delay
+        if self.show is not None:
+            self.show("This gateway has no keypad menu. Dial the meeting number as the address: "
+                      "sip:MEETING@… (e.g. sip:1234@…).")
+
+    def key(self, key: str) -> None:
+        """Keys do nothing here."""
+
+    def poll(self) -> None:
+        """Hang up once the caller had time to read the message."""
+        if self.call is not None and self.call.active and self.clock() >= self.deadline:
+            call, self.call = self.call, None
+            call.hangup(self.REASON)
+
+    def stop(self) -> None:
+        """Forget the call."""
+        self.call = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """What to do with an incoming call: ``join`` `target`, open the ``menu``, or ``reject`` it for `reason`."""
+
+    action: str
+    target: RoomTarget | None = None
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Routing:
+    """What a gateway accepts: a fixed gateway its own room; a pool gateway any meeting its dispatcher knows, and the
+    keypad menu when its own user or the service user is dialled."""
+
+    account_user: str
+    fixed: RoomTarget | None = None  # the fixed room; None: a pool gateway
+    dispatcher: Dispatcher | None = None  # pool: meeting -> room
+    service_user: str = "meet"
+
+    @property
+    def mode(self) -> str:
+        """``fixed`` or ``pool``."""
+        return "pool" if self.fixed is None else "fixed"
+
+    def decide(self, dialled: str | None) -> Decision:
+        """The decision for a call to user part `dialled` (None: unknown, e.g. callstat failed)."""
+        if self.fixed is not None:
+            # Any call for us joins the room; another meeting's call (a registrar hunting the pool landed here) is
+            # refused before answering, so the registrar tries the next gateway.
+            if dialled is None or dialled in (self.account_user, self.fixed.room):
+                return Decision("join", self.fixed)
+            return Decision("reject", reason=f"not this gateway's meeting: {dialled} (fixed room {self.fixed.room})")
+        if dialled is None or dialled in ("", self.account_user, self.service_user):
+            return Decision("menu")
+        if self.dispatcher is None:
+            return Decision("reject", reason=f"unknown meeting {dialled}")
+        try:
+            return Decision("join", self.dispatcher.resolve(dialled))
+        except UnknownMeeting as exc:
+            return Decision("reject", reason=str(exc))
+
+
+def dialled_user(uri: str) -> str | None:
+    """The percent-decoded user part of a SIP/SIPS/tel URI (``""`` for ``sip:domain``), None if it is no such URI."""
+    uri = uri.strip().strip("<>")
+    if uri.lower().startswith("tel:"):
+        return urllib.parse.unquote(uri[4:].split(";", 1)[0])
+    match = _USER.match(uri)
+    if match is None:
+        return None
+    return urllib.parse.unquote(match["user"] or "")
+
+
+def parse_callstat(text: str) -> tuple[str | None, str | None]:
+    """(dialled user, call id) from baresip 1.0.0's ``callstat`` text (`` local_uri:  <sip:1234@dom;transport=udp>``
+    = the To URI, `` af=AF_INET id=2ea0…``); None for what it does not show."""
+    text = strip_ansi(text)
+    uri = _LOCAL_URI.search(text)
+    call_id = _CALL_ID.search(text)
+    return (dialled_user(uri["uri"]) if uri else None), (call_id["id"] if call_id else None)
 
 
 def caller_display_name(event: dict[str, Any], default: str = DEFAULT_DISPLAY_NAME) -> str:
@@ -43,8 +245,12 @@ def caller_display_name(event: dict[str, Any], default: str = DEFAULT_DISPLAY_NA
     return name or default
 
 
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
 class Controller:
-    """Turns baresip events into room joins/leaves and registration state (one call per gateway).
+    """Turns baresip events into room joins/leaves, menu sessions and registration state (one call per gateway).
 
     Not thread-safe by design: call :meth:`handle`, :meth:`pump` and :meth:`hangup_and_wait` from one thread.
     """
@@ -56,6 +262,8 @@ class Controller:
         on_change: Callable[[], None],
         once: bool = False,
         *,
+        routing: Routing,
+        menu: Menu | None = None,
         default_display_name: str = DEFAULT_DISPLAY_NAME,
         on_dtmf: Callable[[str], None] | None = None,
         log: logging.Logger | None = None,
@@ -64,29 +272,76 @@ class Controller:
         self.room = room
         self.on_change = on_change
         self.once = once
+        self.routing = routing
+        self.menu: Menu = menu if menu is not None else NoMenu()
         self.default_display_name = default_display_name
         self.on_dtmf = on_dtmf
         self._log = log or get_logger("controller")
         self.registered = False
         self.register_reason: str | None = None  # why the last registration failed
-        self.in_call = False  # the call is answered AND the browser is in the room
-        self.caller: str | None = None  # display name used in the room
-        self.caller_uri: str | None = None
-        self.call_id: str | None = None  # the call this gateway owns (set from answer until CALL_CLOSED)
-        self.calls = 0  # calls bridged into the room since start
+        self.call: ActiveCall | None = None  # the call this gateway owns (from answer until CALL_CLOSED)
+        self.calls = 0  # calls bridged into a room since start
+        self.last_end_reason: str | None = None  # why the last call ended (or was refused)
         self.done = False  # once mode: the call is over, the gateway should exit
         self.error: str | None = None  # last failure (room join/leave, lost control connection)
         self.control_lost = False
+        self._hangup_reason: str | None = None  # set when we hang up: the end reason CALL_CLOSED will get
+
+    # views of the current call ------------------------------------------------------------------------------
+
+    @property
+    def call_id(self) -> str | None:
+        """The id of the call this gateway owns, if any."""
+        return self.call.call_id if self.call else None
+
+    @property
+    def in_call(self) -> bool:
+        """The call is answered AND the browser is in its room."""
+        return self.call is not None and self.call.stage == IN_ROOM
+
+    @property
+    def in_menu(self) -> bool:
+        """The call is answered and in the keypad menu."""
+        return self.call is not None and self.call.stage == MENU
+
+    @property
+    def caller(self) -> str | None:
+        """The current caller's display name (once the call is established)."""
+        return self.call.caller if self.call and self.call.started else None
+
+    @property
+    def caller_uri(self) -> str | None:
+        """The current caller's SIP URI (once the call is established)."""
+        return self.call.caller_uri if self.call and self.call.started else None
+
+    def call_fields(self) -> dict[str, Any]:
+        """What the state file says about the call (state.GatewayStatus fields): the room it is in now, the caller,
+        since when, and why the last one ended. Nothing but last_end_reason while idle or still answering."""
+        call = self.call if self.call is not None and self.call.started else None
+        target = call.target if call is not None and call.stage == IN_ROOM else None
+        return {
+            "room": target.room if target else None,
+            "call_platform": target.platform if target else None,
+            "meeting": call.dialled if call else None,
+            "caller": call.caller if call else None,
+            "caller_uri": call.caller_uri if call else None,
+            "call_started": call.started if call else None,
+            "last_end_reason": self.last_end_reason,
+        }
 
     # event pump ---------------------------------------------------------------------------------------------
 
     def pump(self, timeout: float) -> dict[str, Any] | None:
-        """Handle the next event if one arrives within `timeout` seconds; return it (None if there was none)."""
+        """Handle the next event if one arrives within `timeout` seconds; return it (None if there was none).
+        A running keypad menu is polled on every turn."""
         try:
             event = self.control.events.get(timeout=timeout)
         except queue.Empty:
-            return None
-        self.handle(event)
+            event = None
+        if event is not None:
+            self.handle(event)
+        if self.in_menu:
+            self._menu_step("poll", self.menu.poll)
         return event
 
     def handle(self, event: dict[str, Any]) -> None:
@@ -143,71 +398,172 @@ class Controller:
             self.on_change()
         return registered
 
-    # calls --------------------------------------------------------------------------------------------------
+    # deciding -----------------------------------------------------------------------------------------------
 
     def _reject(self, call_id: str, why: str) -> None:
+        """Refuse a call (before answering: baresip 1.0.0 sends 486 Rejected)."""
         self._log.warning("rejecting call %s: %s", call_id, why)
         try:
             self.control.hangup(call_id)
         except BaresipControlError as exc:
             self._log.warning("could not hang up call %s: %s", call_id, exc)
 
+    def _read_dialled(self, call_id: str) -> str | None:
+        """The dialled user part of the current call, from ``callstat``; None when baresip does not tell."""
+        try:
+            data = str(self.control.callstat().get("data", ""))
+        except BaresipControlError as exc:
+            self._log.warning("callstat failed: %s", exc)
+            return None
+        dialled, shown_id = parse_callstat(data)
+        if shown_id and call_id and shown_id != call_id:
+            # callstat describes baresip's current call: never decide call A on call B's address
+            self._log.warning("callstat shows call %s, not %s: dialled address unknown", shown_id, call_id)
+            return None
+        return dialled
+
+    def resolve_meeting(self, meeting: str, platform: str | None = None) -> RoomTarget:
+        """The room of `meeting` by the pool's rules (of `platform` only, when given), checked by its driver;
+        UnknownMeeting otherwise."""
+        if self.routing.dispatcher is None:
+            raise UnknownMeeting(f"unknown meeting {meeting}")
+        target = self.routing.dispatcher.resolve(meeting, platform)
+        try:
+            self.room.check(target)
+        except Exception as exc:  # the driver's own refusal (e.g. Janus rooms are numbers) is an unknown meeting
+            raise UnknownMeeting(f"unknown meeting {meeting}: {exc}") from None
+        return target
+
+    def _take(self, event: dict[str, Any], answered: bool) -> bool:
+        """Decide on a new call: take it (True; answered unless it already is) or refuse it (False)."""
+        call_id = str(event.get("id") or "")
+        dialled = self._read_dialled(call_id)
+        decision = self.routing.decide(dialled)
+        if decision.action == "join":
+            assert decision.target is not None
+            try:
+                self.room.check(decision.target)
+            except Exception as exc:
+                decision = Decision("reject", reason=f"unknown meeting {dialled}: {exc}")
+        if decision.action == "reject":
+            self.last_end_reason = decision.reason
+            self._reject(call_id, decision.reason)
+            self.on_change()
+            return False
+        self.call = ActiveCall(call_id=call_id, caller=caller_display_name(event, self.default_display_name),
+                               caller_uri=str(event.get("peeruri") or "") or None, dialled=dialled,
+                               target=decision.target)
+        where = f"room {decision.target.room} ({decision.target.platform})" if decision.target else "the keypad menu"
+        self._log.info("call %s from %s to %r: taking it to %s", call_id, self.call.caller_uri, dialled, where)
+        if not answered:
+            try:
+                self.control.accept()
+            except BaresipControlError as exc:
+                self._log.warning("could not answer call %s: %s", call_id, exc)
+        return True
+
+    # calls --------------------------------------------------------------------------------------------------
+
+    def _busy(self, call_id: str) -> None:
+        # baresip's call_max_calls=1 answers a second INVITE 486 itself; this is the fallback, and it does not touch
+        # last_end_reason: that belongs to the call in progress.
+        self._reject(call_id, f"busy with call {self.call_id} (one call per gateway)")
+
     def _on_call_incoming(self, event: dict[str, Any]) -> None:
         call_id = str(event.get("id") or "")
-        if self.call_id is not None and call_id != self.call_id:
-            self._reject(call_id, f"busy with call {self.call_id} (one call per gateway)")
+        if self.call is not None:
+            if call_id != self.call.call_id:
+                self._busy(call_id)
             return
-        # Only seen when the account overrides answermode: answer it; the room is joined on CALL_ESTABLISHED.
-        self.call_id = call_id or None
-        try:
-            self.control.accept()
-        except BaresipControlError as exc:
-            self._log.warning("could not answer call %s: %s", call_id, exc)
+        self._take(event, answered=False)
 
     def _on_call_established(self, event: dict[str, Any]) -> None:
         if event.get("direction", "incoming") != "incoming":
             self._log.info("outgoing call established to %s (not bridged)", event.get("peeruri", ""))
             return
         call_id = str(event.get("id") or "")
-        if self.call_id is not None and call_id != self.call_id:
-            self._reject(call_id, f"busy with call {self.call_id} (one call per gateway)")
+        if self.call is not None and call_id != self.call.call_id:
+            self._busy(call_id)
             return
-        if self.in_call:
-            return  # duplicate event for the call already bridged
-        self.call_id = call_id or None
-        self.caller = caller_display_name(event, self.default_display_name)
-        self.caller_uri = str(event.get("peeruri") or "") or None
-        self._log.info("call %s from %s answered; joining the room as %r", call_id, self.caller_uri, self.caller)
+        if self.call is None and not self._take(event, answered=True):  # an account left in answermode=auto
+            return
+        call = self.call
+        assert call is not None
+        if call.stage != ANSWERING:
+            return  # duplicate event for the call already taken
+        call.started = _now()
+        if event.get("peerdisplayname"):
+            call.caller = caller_display_name(event, self.default_display_name)
+        if call.target is None:
+            call.stage = MENU
+            self._log.info("call %s from %s answered; keypad menu", call_id, call.caller_uri)
+            self.on_change()
+            self._menu_step("start", lambda: self.menu.start(MenuCall(self, call)))
+            return
+        self._join(call, call.target)
+
+    def _join(self, call: ActiveCall, target: RoomTarget) -> None:
+        call.stage, call.target = JOINING, target
+        self._log.info("call %s from %s answered; joining room %s (%s) as %r", call.call_id, call.caller_uri,
+                       target.room, target.platform, call.caller)
         try:
-            self.room.join(self.caller)
+            self.room.join(target, call.caller)
         except Exception as exc:  # whatever the browser raised, the caller must not stay half-bridged
             self.error = f"room join failed: {exc}"
-            self._log.error("%s; hanging up call %s", self.error, call_id)
+            self._log.error("%s; hanging up call %s", self.error, call.call_id)
+            call.stage = FAILED
             self._leave_room()
+            self.hang_up(self.error, call)
             self.on_change()
-            self._reject(call_id, "the room could not be joined")
             return
-        self.in_call = True
+        call.stage = IN_ROOM
         self.calls += 1
         self.error = None
         self.on_change()
 
+    def join_from_menu(self, call: ActiveCall, target: RoomTarget) -> None:
+        """MenuCall.join: the menu chose `target` for `call`."""
+        if self.call is not call or call.stage != MENU:
+            raise RuntimeError(f"call {call.call_id} is no longer in the menu")
+        self._stop_menu()
+        self._join(call, target)
+
+    def hang_up(self, reason: str, call: ActiveCall | None = None) -> None:
+        """End the current call (or `call`, if it is still the current one) with a BYE; its end reason is `reason`."""
+        if self.call is None or (call is not None and call is not self.call):
+            return
+        self._hangup_reason = reason
+        self._log.info("hanging up call %s: %s", self.call.call_id, reason)
+        try:
+            self.control.hangup(self.call.call_id)
+        except BaresipControlError as exc:
+            self._log.warning("hangup of call %s failed: %s", self.call.call_id, exc)
+
     def _on_call_closed(self, event: dict[str, Any]) -> None:
         call_id = str(event.get("id") or "")
-        if self.call_id is None or (call_id and call_id != self.call_id):
+        if self.call is None or (call_id and call_id != self.call.call_id):
             self._log.info("call %s closed (%s)", call_id or "?", event.get("param", ""))
             return
-        self._log.info("call %s closed: %s", call_id, event.get("param", ""))
-        self._end_call()
+        param = str(event.get("param") or "")
+        self._log.info("call %s closed: %s", call_id, param)
+        if self._hangup_reason is not None:
+            reason = self._hangup_reason
+        elif "by peer" in param:
+            reason = "caller hung up"
+        else:
+            reason = f"call closed: {param}" if param else "call closed"
+        self._end_call(reason)
 
-    def _end_call(self) -> None:
-        """The owned call is over: leave the room if we were in it, then ready again (or done in once mode)."""
-        if self.in_call:
+    def _end_call(self, reason: str) -> None:
+        """The owned call is over: leave the menu/room, then ready again (or done in once mode)."""
+        call = self.call
+        if call is not None and call.stage == MENU:
+            self._stop_menu()
+        if call is not None and call.stage in (MENU, IN_ROOM):
             self._leave_room()
-        self.in_call = False
-        self.call_id = None
-        self.caller = None
-        self.caller_uri = None
+        self.call = None
+        self._hangup_reason = None
+        self.last_end_reason = reason
         if self.once:
             self.done = True
         self.on_change()
@@ -219,10 +575,32 @@ class Controller:
             self.error = f"room leave failed: {exc}"
             self._log.error(self.error)
 
+    # the keypad menu ----------------------------------------------------------------------------------------
+
+    def _menu_step(self, what: str, step: Callable[[], None]) -> None:
+        """Run one menu callback; a failing menu hangs up its call rather than breaking the event loop."""
+        try:
+            step()
+        except Exception as exc:
+            self._log.error("keypad menu %s failed: %s", what, exc)
+            if self.in_menu:
+                self.hang_up(f"keypad menu failed: {exc}")
+
+    def _stop_menu(self) -> None:
+        try:
+            self.menu.stop()
+        except Exception as exc:
+            self._log.error("keypad menu stop failed: %s", exc)
+
     def _on_dtmf(self, event: dict[str, Any]) -> None:
         key = str(event.get("param") or "")
         self._log.info("DTMF %r from %s", key, event.get("peeruri", ""))
-        if self.on_dtmf is not None and key:
+        if not key:
+            return
+        if self.in_menu:
+            self._menu_step("key", lambda: self.menu.key(key))
+            return
+        if self.on_dtmf is not None:
             try:
                 self.on_dtmf(key)
             except Exception as exc:  # an in-call control must never break the event loop
@@ -233,8 +611,8 @@ class Controller:
         self.control_lost = True
         self.registered = False
         self.error = "baresip control connection lost"
-        if self.call_id is not None:
-            self._end_call()
+        if self.call is not None:
+            self._end_call(self.error)
         else:
             self.on_change()
 
@@ -251,25 +629,21 @@ class Controller:
 
     # shutdown -----------------------------------------------------------------------------------------------
 
-    def hangup_and_wait(self, timeout: float) -> bool:
+    def hangup_and_wait(self, timeout: float, reason: str = "gateway hung up") -> bool:
         """Send BYE for the current call and handle events until its CALL_CLOSED (True) or `timeout` (False).
 
         On timeout the room is left anyway, so a stopping gateway never stays in the room.
         """
-        if self.call_id is None:
+        if self.call is None:
             return True
-        call_id = self.call_id
-        self._log.info("hanging up call %s", call_id)
-        try:
-            self.control.hangup(call_id)
-        except BaresipControlError as exc:
-            self._log.warning("hangup of call %s failed: %s", call_id, exc)
+        call_id = self.call.call_id
+        self.hang_up(reason)
         deadline = time.monotonic() + timeout
         while self.call_id == call_id:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self._log.warning("no CALL_CLOSED for call %s within %gs", call_id, timeout)
-                self._end_call()
+                self._end_call(reason)
                 return False
             self.pump(min(remaining, 0.5))
         return True

@@ -52,18 +52,25 @@ class CallController(Protocol):
     """What the supervisor needs from controller.Controller (baresip events -> room actions)."""
 
     registered: bool
-    in_call: bool
+    in_call: bool  # answered and in its room
+    in_menu: bool  # answered and in the keypad menu
+    call_id: str | None  # the call it owns (answered or being answered)
     caller: str | None
     calls: int
     done: bool
     error: str | None
-    control: Any  # BaresipControl: quit() and close() at shutdown
+    control_lost: bool  # the ctrl_tcp connection dropped: the supervisor reconnects
+    control: Any  # BaresipControl: connect(), quit() and close()
 
     def pump(self, timeout: float) -> Any: ...
 
     def sync_registration(self) -> bool: ...
 
-    def hangup_and_wait(self, timeout: float) -> bool: ...
+    def hangup_and_wait(self, timeout: float, reason: str = ...) -> bool: ...
+
+    def call_fields(self) -> dict[str, Any]:
+        """The state file's fields about the current/last call (GatewayStatus names: room, caller, ...)."""
+        ...
 
 
 class FunctionComponent:
@@ -224,7 +231,7 @@ class Supervisor:
                 last_liveness = now
             if not self._check_components(thorough):
                 return
-            if getattr(self.controller, "control_lost", False):
+            if self.controller.control_lost:
                 self._reconnect_control()
             if self.once and self.controller.done:
                 self._log.info("call over and once mode: exiting")
@@ -263,7 +270,7 @@ class Supervisor:
         except Exception as exc:
             self._log.warning("ctrl_tcp reconnect failed: %s", exc)
             return
-        controller.control_lost = False  # type: ignore[attr-defined]
+        controller.control_lost = False
         controller.error = None
         controller.sync_registration()
         self._write(force=True)
@@ -294,11 +301,11 @@ class Supervisor:
 
     def _hang_up(self, why: str) -> None:
         controller = self.controller
-        if controller is None or not (controller.in_call or getattr(controller, "call_id", None)):
+        if controller is None or not (controller.in_call or controller.call_id):
             return
         self._log.info("hanging up the call (%s)", why)
         try:
-            controller.hangup_and_wait(HANGUP_TIMEOUT)
+            controller.hangup_and_wait(HANGUP_TIMEOUT, reason=why)
         except Exception as exc:
             self._log.warning("hang-up failed: %s", exc)
 
@@ -354,25 +361,26 @@ class Supervisor:
         all_running = all(c.status.state is ComponentState.RUNNING for c, _ in self.components)
         if controller is None or not all_running or not controller.registered:
             return GatewayState.STARTING
-        return GatewayState.IN_CALL if controller.in_call else GatewayState.READY
+        return GatewayState.IN_CALL if controller.in_call or controller.in_menu else GatewayState.READY
 
     def _write(self, force: bool = False) -> None:
         now = time.monotonic()
         controller = self.controller
         state = self._gateway_state()
         components = {c.name: c.status for c, _ in self.components}
-        caller = controller.caller if controller is not None else None
         calls = controller.calls if controller is not None else self.status.calls
-        changed = (state, components, caller, calls) != (
-            self.status.state, self.status.components, self.status.caller, self.status.calls)
+        fields = controller.call_fields() if controller is not None else {}
+        changed = (state, components, calls) != (self.status.state, self.status.components, self.status.calls) \
+            or any(getattr(self.status, name) != value for name, value in fields.items())
         if not (force or changed or now - self._last_write >= HEARTBEAT):
             return
         if state is not self.status.state:
             self._log.info("gateway %s", state.value)
         self.status.set_state(state)
         self.status.components = components
-        self.status.caller = caller
         self.status.calls = calls
+        for name, value in fields.items():
+            setattr(self.status, name, value)
         try:
             write_state(self.log_dir, self.status)
         except OSError as exc:

@@ -28,14 +28,16 @@ class BaresipCaller(DaemonService):
     Sends an `ausine` tone of `tone_hz` (stereo: ausine fails with one channel) and, with `video`, an ffmpeg
     `testsrc` pattern through avformat (video only: avformat as an audio source crashes 1.0.0). Received audio is
     recorded by the sndfile filter (recording_path()); received video is proven by snapshots of decoded frames.
-    Auto-answers incoming calls. Controlled over ctrl_tcp on 127.0.0.1.
+    Auto-answers incoming calls (with `answermode="manual"` they wait for `accept`/`hangup`). Controlled over ctrl_tcp
+    on 127.0.0.1.
     """
 
     def __init__(self, *, user: str, domain: str, registrar: str, workdir: Path, tone_hz: int = 1000,
                  video: bool = True, net_interface: str | None = None, sip_ip: str | None = None,
                  sip_port: int | None = None, password: str | None = None, transport: str = "udp",
                  video_codecs: str | None = None,
-                 video_size: tuple[int, int] = (640, 360), fps: int = 15) -> None:
+                 video_size: tuple[int, int] = (640, 360), fps: int = 15, max_calls: int | None = None,
+                 answermode: str = "auto") -> None:
         self.user = user
         self.domain = domain
         self.registrar = registrar
@@ -53,6 +55,10 @@ class BaresipCaller(DaemonService):
         self.video_codecs = video_codecs  # e.g. "H264": offer only that, as many room systems do
         self.video_size = video_size
         self.fps = fps
+        # `call_max_calls`: with 1, baresip answers a second concurrent INVITE with 486, as a gateway does.
+        self.max_calls = max_calls
+        # "manual": incoming calls wait for `accept` / `hangup` (CALL_INCOMING event), as the gateway's controller does.
+        self.answermode = answermode
         self.snd_dir = self.workdir / "recordings"
         self.history: list[dict] = []  # events taken off `control.events` so far
         self.control = BaresipControl(port=self.ctrl_port, log=get_logger(f"caller-{user}"))
@@ -67,7 +73,7 @@ class BaresipCaller(DaemonService):
     def account_line(self) -> str:
         """The baresip account line (auth_pass only when a password is set)."""
         line = f"<{self.uri};transport={self.transport}>;outbound=\"sip:{self.registrar};transport={self.transport}\""
-        line += ";regint=300;answermode=auto;ptime=20"
+        line += f";regint=300;answermode={self.answermode};ptime=20"
         if self.video_codecs:
             line += f";video_codecs={self.video_codecs}"
         if self.password:
@@ -98,6 +104,7 @@ class BaresipCaller(DaemonService):
             "ctrl_tcp_listen": f"127.0.0.1:{self.ctrl_port}",
             "snd_path": str(self.snd_dir),
             "jitter_buffer_delay": "5-10",
+            "call_max_calls": str(self.max_calls) if self.max_calls else "",
         }
         out = [f"{k}\t{v}" for k, v in lines.items() if v]
         for mod in MODULES:

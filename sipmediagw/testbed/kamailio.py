@@ -20,11 +20,13 @@ class Kamailio(DaemonService):
     """Kamailio 5.6 as registrar + proxy for `domain`, listening on UDP+TCP `port` of every address in `listen`.
 
     `users` (user -> password) turns on digest auth of REGISTER; `tls` = (certificate, key) adds TLS on port + 1.
+    `defines` adds config defines (-A): a str value is quoted (`GATEWAY_USERS="^gw[0-9]+$"`), an int is not
+    (`POOL_TRY_TIMEOUT=2000`), None defines a bare switch.
     """
 
     def __init__(self, *, domain: str, listen: Sequence[str], port: int = 5060, workdir: Path,
                  users: Mapping[str, str] | None = None, tls: tuple[Path, Path] | None = None,
-                 config: Path = KAMAILIO_CFG) -> None:
+                 config: Path = KAMAILIO_CFG, defines: Mapping[str, str | int | None] | None = None) -> None:
         if not listen:
             raise ValueError("Kamailio needs at least one listen address")
         self.domain = domain
@@ -35,6 +37,7 @@ class Kamailio(DaemonService):
         self.users = dict(users or {})
         self.tls = tls
         self.config = config
+        self.defines = dict(defines or {})
         self.pidfile = self.workdir / "kamailio.pid"
         self.ctl_socket = self.workdir / "kamailio.ctl"
         self.log_path = self.workdir / "kamailio.log"
@@ -49,6 +52,13 @@ class Kamailio(DaemonService):
             argv += ["-A", "WITH_AUTH"]
         if self.tls:
             argv += ["-A", "WITH_TLS", "-A", f'TLS_CONFIG="{self.workdir / "tls.cfg"}"']
+        for name, value in self.defines.items():
+            if value is None:
+                argv += ["-A", name]
+            elif isinstance(value, int):
+                argv += ["-A", f"{name}={value}"]
+            else:
+                argv += ["-A", f'{name}="{value}"']
         for ip in self.listen:
             argv += ["-l", f"udp:{ip}:{self.port}", "-l", f"tcp:{ip}:{self.port}"]
             if self.tls:
@@ -113,6 +123,21 @@ class Kamailio(DaemonService):
             contact = re.match(r"\s*Address:\s*(\S+)", line)
             if contact and user and user not in result:
                 result[user] = contact.group(1)
+        return result
+
+    def contacts_of(self, user: str) -> list[str]:
+        """Every contact URI bound to `user`'s AoR, in `ul.dump` order (e.g. `contacts_of("pool")`: the gateway pool)."""
+        out = self.kamcmd("ul.dump")
+        result: list[str] = []
+        current = None
+        for line in out.splitlines():
+            aor = re.match(r"\s*AoR:\s*(\S+)", line)
+            if aor:
+                current = aor.group(1).split("@")[0].removeprefix("sip:")
+                continue
+            contact = re.match(r"\s*Address:\s*(\S+)", line)
+            if contact and current == user:
+                result.append(contact.group(1))
         return result
 
     def registered(self, user: str) -> bool:

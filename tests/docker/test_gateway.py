@@ -2,7 +2,7 @@
 real Kamailio registrar and a real baresip caller on the Docker bridge.
 
 The room is a tiny driver written into a temporary browsing/ folder (a data: page): the full room media test with
-Janus belongs to the e2e tier. Needs `sipmediagw:latest` (tests/docker/test_image.py builds it).
+Janus belongs to the e2e tier. The real image comes from the session fixture in tests/conftest.py (built when missing or stale).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tarfile
 import time
 from pathlib import Path
@@ -53,6 +54,14 @@ class TestRoom(Room):
 '''
 
 
+def _require_programs(*programs: str) -> None:
+    """Fail (never skip) when a program these tests run on the host is missing: a skip would hide a host that
+    scripts/setup-host did not prepare."""
+    missing = [program for program in programs if shutil.which(program) is None]
+    if missing:
+        pytest.fail(f"not installed: {', '.join(missing)} (run scripts/setup-host)", pytrace=False)
+
+
 def _wait(predicate: Callable[[], Any], timeout: float, what: str, on_fail: Callable[[], str] = lambda: "") -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -65,13 +74,14 @@ def _wait(predicate: Callable[[], Any], timeout: float, what: str, on_fail: Call
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
+def client(real_gateway_image: str) -> Iterator[Any]:
+    assert real_gateway_image == IMAGE  # the fixture built or found the tag this module runs
     try:
         cli = docker.from_env()
         cli.ping()
         cli.images.get(IMAGE)
     except Exception as exc:  # the docker tier is opt-in: no daemon or image means the tier was not set up
-        pytest.fail(f"docker tier needs a running daemon and {IMAGE} (build it: test_image.py): {exc}")
+        pytest.fail(f"docker tier needs a running daemon and {IMAGE}: {exc}")
     yield cli
     for container in cli.containers.list(all=True, filters={"label": f"{TEST_LABEL}=gateway-{os.getpid()}"}):
         container.remove(force=True)
@@ -85,6 +95,7 @@ def bridge_ip() -> str:
 
 @pytest.fixture(scope="module")
 def registrar(tmp_path_factory: pytest.TempPathFactory, bridge_ip: str) -> Iterator[Kamailio]:
+    _require_programs("kamailio", "kamcmd")
     port = free_port(bridge_ip)
     with Kamailio(domain=DOMAIN, listen=[bridge_ip], port=port,
                   workdir=tmp_path_factory.mktemp("kamailio")) as kamailio:
@@ -174,12 +185,12 @@ def _put_secret(container: Any, line: str) -> None:
 
 @pytest.fixture
 def caller(tmp_path: Path, registrar: Kamailio, bridge_ip: str) -> Iterator[BaresipCaller]:
-    c = BaresipCaller(user="alice", domain=DOMAIN, registrar=f"{bridge_ip}:{registrar.port}",
-                      workdir=tmp_path / "caller")
-    c.start()
-    c.wait_registered(30)
-    yield c
-    c.stop()
+    _require_programs("baresip")
+    # The `with` stops baresip also when registering fails or the test does.
+    with BaresipCaller(user="alice", domain=DOMAIN, registrar=f"{bridge_ip}:{registrar.port}",
+                       workdir=tmp_path / "caller") as c:
+        c.wait_registered(30)
+        yield c
 
 
 def _health(gw: Gateway) -> str:
@@ -337,6 +348,7 @@ def test_media_wiring_inside_the_container(start_gateway: Callable[..., Gateway]
 
     from sipmediagw.testbed.tones import dominant_frequency
 
+    _require_programs("sox")  # dominant_frequency
     gw = start_gateway("gw-media")
     gw.wait_state("ready")
     caller.dial(f"sip:gw-media@{caller.domain}")

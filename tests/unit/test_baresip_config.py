@@ -187,3 +187,13 @@ def test_parse_size() -> None:
     for bad in ["1280", "x720", "-1x2", "1280x720x3", "99999x1"]:
         with pytest.raises(ConfigError, match="size"):
             parse_size(bad)
+
+
+def test_the_gateway_answermode_replaces_the_lines_own() -> None:
+    """The gateway renders answermode=manual whatever the operator wrote: it answers after reading callstat."""
+    for line in ("<sip:a@b>;auth_pass=x;answermode=auto;regint=60", "<sip:a@b>;auth_pass=x", "<sip:a@b>;ANSWERMODE=early"):
+        prepared = prepare_account_line(line, answermode="manual")
+        assert prepared.lower().count("answermode=") == 1 and prepared.endswith(";answermode=manual")
+        assert "auth_pass=x" in prepared or "auth_pass" not in line
+    with pytest.raises(ConfigError, match="answermode must be"):
+        prepare_account_line("<sip:a@b>", answermode="sometimes")

@@ -161,9 +161,10 @@ def test_launch_then_status_then_logs_then_stop(env):
     assert status.exit_code == 0, status.output
     data = json.loads(status.stdout)
     [gw] = data["gateways"]
-    assert {k: gw[k] for k in ("name", "state", "room", "platform", "sip_uri", "slot", "media")} == {
-        "name": "gw-a", "state": "ready", "room": "room1", "platform": "janus", "sip_uri": "sip:gw1@h", "slot": 0,
-        "media": "userspace"}
+    assert {k: gw[k] for k in ("name", "state", "mode", "room", "fixed_room", "platform", "sip_uri", "slot",
+                               "media", "caller")} == {
+        "name": "gw-a", "state": "ready", "mode": "fixed", "room": "room1", "fixed_room": "room1", "platform": "janus",
+        "sip_uri": "sip:gw1@h", "slot": 0, "media": "userspace", "caller": None}
     assert gw["cpu_percent"] == 40.0 and gw["memory"] == 300 * 1024**2
     assert (data["free_slots"], data["free_accounts"]) == (1, 1)
 
@@ -250,6 +251,79 @@ def test_status_shows_exited_gateway_and_frees_it(env):
     next(iter(fake.containers_by_id.values())).status = "exited"  # killed from outside
     data = json.loads(invoke(fake, "status", "--json").stdout)
     assert data["gateways"][0]["state"] == "exited" and (data["free_slots"], data["free_accounts"]) == (2, 2)
+
+
+def test_launch_without_room_starts_a_pool_gateway_and_status_shows_it(env):
+    fake = FakeDocker()
+    result = invoke(fake, "launch", "-g", "p")
+    assert result.exit_code == 0, result.output
+    assert "gateway p ready as a pool gateway" in result.stdout and "call: sip:gw1@h" in result.stdout
+    [container] = fake.containers_by_id.values()
+    assert container.labels[labels.MODE] == "pool" and labels.ROOM not in container.labels
+    environment = container.attrs["Config"]["Env"]
+    assert "SIPMEDIAGW_ROOM" not in environment and environment["SIPMEDIAGW_SERVICE_USER"] == "meet"
+    # the gateway takes a call for meeting 1234: what its state file then says
+    write_state(env / "logs" / "p", GatewayStatus(
+        "p", GatewayState.IN_CALL, mode="pool", room="1234", call_platform="janus", meeting="1234",
+        caller="Alice Liddell", call_started="2026-01-01T00:00:00+00:00", last_end_reason="caller hung up"))
+    [gw] = json.loads(invoke(fake, "status", "--json").stdout)["gateways"]
+    assert {k: gw[k] for k in ("mode", "room", "fixed_room", "caller", "meeting", "call_started",
+                               "last_end_reason")} == {
+        "mode": "pool", "room": "1234", "fixed_room": None, "caller": "Alice Liddell", "meeting": "1234",
+        "call_started": "2026-01-01T00:00:00+00:00", "last_end_reason": "caller hung up"}
+    assert gw["call_duration"] > 0
+    header, row = invoke(fake, "status").stdout.splitlines()[:2]
+    assert header.split()[:6] == ["NAME", "STATE", "MODE", "ROOM", "CALLER", "CALL"]
+    assert row.split()[:5] == ["p", "in-call", "pool", "1234", "Alice"]
+
+
+def test_launch_count_starts_a_numbered_pool_each_on_its_own_account(env):
+    fake = FakeDocker()
+    result = invoke(fake, "launch", "-g", "pool", "--count", "2")
+    assert result.exit_code == 0, result.output
+    assert [line.split()[1] for line in result.stdout.splitlines() if line.startswith("gateway ")] == [
+        "pool-1", "pool-2"]
+    assert "call: sip:gw1@h" in result.stdout and "call: sip:gw2@h" in result.stdout
+    assert sorted(c.labels[labels.GATEWAY] for c in fake.containers_by_id.values()) == ["pool-1", "pool-2"]
+    assert {c.labels[labels.MODE] for c in fake.containers_by_id.values()} == {"pool"}
+
+
+def test_launch_count_stops_when_accounts_run_out_and_keeps_what_started(env):
+    fake = FakeDocker()
+    result = invoke(fake, "launch", "-g", "pool", "--count", "3")
+    assert result.exit_code == 3, result.output  # the cause's code: no free SIP account
+    assert "gateway pool-1 ready" in result.stdout and "gateway pool-2 ready" in result.stdout
+    [error] = result.stderr.strip().splitlines()[-1:]
+    assert error.startswith("Error: started 2 of 3 pool gateways (pool-1, pool-2: kept running); pool-3: ")
+    assert "no free SIP account" in error
+    assert sorted(c.labels[labels.GATEWAY] for c in fake.containers_by_id.values()) == ["pool-1", "pool-2"]
+
+
+def test_launch_count_refuses_a_room_and_names_that_would_be_too_long(env):
+    fake = FakeDocker()
+    mixed = invoke(fake, "launch", "-g", "pool", "--count", "2", "-r", "room1")
+    assert mixed.exit_code == 2 and "cannot be combined with -r" in mixed.stderr
+    long_name = invoke(fake, "launch", "-g", "p" * 39, "--count", "2")
+    assert long_name.exit_code == 2 and "invalid gateway name prefix" in long_name.stderr
+    assert fake.containers_by_id == {}
+
+
+@pytest.mark.parametrize("rule, needle", [
+    ("  - {match: '(', platform: janus, base_url: 'https://x'}", ":2: dispatch: match: invalid regular expression"),
+    ("  - {match: '1', platform: zoom, base_url: 'https://x'}", ":2: unknown platform 'zoom'"),
+    ("  - {match: '1', platform: janus, base_url: 'x'}", ":2: dispatch: base_url: invalid base URL"),
+    ("  - {match: '1', platform: janus, base_url: 'https://x', room: '{id}'}", ":2: dispatch: room: unknown field"),
+])
+def test_a_bad_dispatch_rule_exits_2_with_one_line_naming_file_and_line(env, rule, needle):
+    config = env / "sipmediagw.yaml"
+    config.write_text("dispatch:\n" + rule + "\n" + config.read_text())  # the rule is on line 2
+    fake = FakeDocker()
+    for args in (["-g", "p"], ["-g", "p", "--count", "2"]):
+        result = invoke(fake, "launch", *args)
+        assert result.exit_code == 2, result.output
+        assert len(result.stderr.strip().splitlines()) == 1 and needle in result.stderr
+        assert result.stderr.startswith(f"Error: {config}:2: ")
+    assert fake.containers_by_id == {}
 
 
 def test_launch_without_the_baresip_template_starts_nothing(env):

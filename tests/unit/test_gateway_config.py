@@ -60,7 +60,8 @@ def test_overrides(env: dict[str, str]) -> None:
 @pytest.mark.parametrize(
     "name, value, message",
     [
-        ("SIPMEDIAGW_ROOM", "", "SIPMEDIAGW_ROOM is required"),
+        ("SIPMEDIAGW_BASE_URL", "", "SIPMEDIAGW_BASE_URL is required"),
+        ("SIPMEDIAGW_SERVICE_USER", "a b", "SIPMEDIAGW_SERVICE_USER must be a SIP user part"),
         ("SIPMEDIAGW_ROOM", "a\nb", "SIPMEDIAGW_ROOM contains control characters"),
         ("SIPMEDIAGW_BASE_URL", "ftp://x", "SIPMEDIAGW_BASE_URL must be an http(s) URL"),
         ("SIPMEDIAGW_MEDIA", "magic", "SIPMEDIAGW_MEDIA must be one of"),
@@ -100,3 +101,26 @@ def test_empty_account_file(env: dict[str, str], tmp_path: Path) -> None:
     env["SIPMEDIAGW_ACCOUNT_FILE"] = str(empty)
     with pytest.raises(ConfigError, match="no account line"):
         GatewayConfig.from_env(env)
+
+
+def test_without_a_room_it_is_a_pool_gateway_with_its_dispatch_rules(env: dict[str, str]) -> None:
+    del env["SIPMEDIAGW_ROOM"]
+    config = GatewayConfig.from_env(env)
+    assert (config.mode, config.room, config.dispatch, config.service_user) == ("pool", None, (), "meet")
+    assert config.account_user == "gw1"
+    env.update(SIPMEDIAGW_BASE_URL="", SIPMEDIAGW_SERVICE_USER="conf", SIPMEDIAGW_DISPATCH=(
+        '[{"match": "(?P<n>9[0-9]+)", "platform": "jitsi", "base_url": "http://10.0.0.5:8443/x", "room": "r{n}"}]'))
+    config = GatewayConfig.from_env(env)  # the rules alone give rooms: no default service needed
+    assert config.base_url == "" and config.service_user == "conf"
+    assert [rule.to_dict() for rule in config.dispatch] == [
+        {"match": "(?P<n>9[0-9]+)", "platform": "jitsi", "base_url": "http://10.0.0.5:8443/x", "room": "r{n}"}]
+    assert config.insecure_origins == ("http://10.0.0.5:8443",)  # plain-http rooms of the rules are whitelisted
+    env["SIPMEDIAGW_DISPATCH"] = '[{"match": "(", "platform": "jitsi", "base_url": "https://x"}]'
+    with pytest.raises(ConfigError, match=re.escape("SIPMEDIAGW_DISPATCH rule 1: match: invalid regular expression")):
+        GatewayConfig.from_env(env)
+
+
+def test_a_fixed_gateway_ignores_dispatch_rules(env: dict[str, str]) -> None:
+    env["SIPMEDIAGW_DISPATCH"] = "not even json"
+    config = GatewayConfig.from_env(env)
+    assert (config.mode, config.dispatch) == ("fixed", ())

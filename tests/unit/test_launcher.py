@@ -8,9 +8,10 @@ from sipmediagw import labels
 from sipmediagw.accounts import parse_account_line
 from sipmediagw.allocator import Allocation
 from sipmediagw.devices import discover
-from sipmediagw.errors import LaunchFailed, ValidationError
-from sipmediagw.launcher import (LaunchRequest, container_config, normalise_base_url, prepare_log_folder,
-                                 validate_platform, wait_ready)
+from sipmediagw.errors import ConfigError, LaunchFailed, ValidationError
+from sipmediagw.dispatch import parse_rules, rules_from_json
+from sipmediagw.launcher import (LaunchRequest, check_rooms, container_config, normalise_base_url, pool_names,
+                                 prepare_log_folder, validate_platform, wait_ready)
 from sipmediagw.settings import Settings
 from sipmediagw.state import ComponentState, ComponentStatus, GatewayState, GatewayStatus, write_state
 
@@ -40,6 +41,53 @@ def test_container_config_follows_the_contract(tmp_path):
                              f"{tmp_path.resolve()}:/opt/sipmediagw/browsing:ro",
                              f"{(tmp_path / 'config_default').resolve()}:/opt/sipmediagw/baresip/config_default:ro"]
     assert "SECRET" not in repr((create, host))
+
+
+def test_a_fixed_gateway_has_a_room_label_and_the_fixed_mode(tmp_path):
+    create, _ = container_config(settings(tmp_path), LaunchRequest("gw", "room1"),
+                                 Allocation("userspace", 0, ACCOUNT, None), "https://x")
+    assert (create["labels"][labels.MODE], create["labels"][labels.ROOM]) == ("fixed", "room1")
+    assert "SIPMEDIAGW_DISPATCH" not in create["environment"] and "SIPMEDIAGW_SERVICE_USER" not in create["environment"]
+
+
+def test_a_pool_gateway_has_no_room_and_gets_the_rules_and_service_user(tmp_path):
+    rules = parse_rules([{"match": "9.*", "platform": "jitsi", "base_url": "https://other.example.org"}])
+    pool = settings(tmp_path, dispatch=rules, service_user="conf")
+    create, _ = container_config(pool, LaunchRequest("gw"), Allocation("userspace", 0, ACCOUNT, None),
+                                 "https://meet.example.org")
+    assert create["labels"][labels.MODE] == "pool" and labels.ROOM not in create["labels"]
+    env = create["environment"]
+    assert "SIPMEDIAGW_ROOM" not in env and env["SIPMEDIAGW_SERVICE_USER"] == "conf"
+    assert env["SIPMEDIAGW_BASE_URL"] == "https://meet.example.org" and env["SIPMEDIAGW_PLATFORM"] == "janus"
+    assert rules_from_json(env["SIPMEDIAGW_DISPATCH"]) == rules  # one non-secret variable, JSON
+    # rules only (no default service): no base URL variable at all
+    create, _ = container_config(pool, LaunchRequest("gw"), Allocation("userspace", 0, ACCOUNT, None), "")
+    assert "SIPMEDIAGW_BASE_URL" not in create["environment"]
+
+
+def test_check_rooms_validates_rules_and_drivers_before_anything_starts(tmp_path):
+    (tmp_path / "janus.py").write_text("")
+    rules = parse_rules([{"match": "9.*", "platform": "jitsi", "base_url": "https://o"}], sources=["conf.yaml:4"])
+    assert check_rooms(settings(tmp_path, base_url="meet.example.org"), LaunchRequest("gw")) == \
+        "https://meet.example.org"
+    with pytest.raises(ConfigError, match=r"^conf\.yaml:4: unknown platform 'jitsi'"):
+        check_rooms(settings(tmp_path, base_url="https://m", dispatch=rules), LaunchRequest("gw"))
+    (tmp_path / "jitsi.py").write_text("")
+    assert check_rooms(settings(tmp_path, dispatch=rules), LaunchRequest("gw")) == ""  # the rules alone
+    with pytest.raises(ValidationError, match="a pool gateway needs a conferencing service"):
+        check_rooms(settings(tmp_path), LaunchRequest("gw"))
+    with pytest.raises(ValidationError, match="no conferencing service given"):
+        check_rooms(settings(tmp_path, dispatch=rules), LaunchRequest("gw", "room1"))  # fixed: the default's URL
+    with pytest.raises(ValidationError, match="invalid room name"):
+        check_rooms(settings(tmp_path, base_url="https://m"), LaunchRequest("gw", "bad room"))
+
+
+def test_pool_names_are_prefix_dash_number_and_all_valid():
+    assert pool_names("pool", 3) == ["pool-1", "pool-2", "pool-3"]
+    with pytest.raises(ValidationError, match="invalid gateway name prefix"):
+        pool_names("p" * 38, 10)  # p...-10 would be 41 characters
+    with pytest.raises(ValidationError, match="invalid gateway name prefix"):
+        pool_names("-bad", 1)
 
 
 def test_kernel_mode_maps_the_slot_devices(tmp_path):

@@ -93,3 +93,53 @@ def test_parse_size(text, expected):
 def test_parse_size_rejects_garbage():
     with pytest.raises(ValueError):
         parse_size("big")
+
+
+DISPATCH_YAML = """\
+base_url: https://meet.example.org
+dispatch:
+  - match: '9(?P<id>[0-9]{3})'
+    platform: jitsi
+    base_url: https://other.example.org
+    room: 'conf-{id}'
+  - match: '[0-9]{4}'
+    platform: janus
+    base_url: http://172.17.0.1:8000
+service_user: conf
+"""
+
+
+def test_dispatch_rules_from_yaml_remember_their_file_and_line(tmp_path):
+    config = write(tmp_path, DISPATCH_YAML)
+    settings = load_settings(config, env={})
+    assert [rule.to_dict() for rule in settings.dispatch] == [
+        {"match": "9(?P<id>[0-9]{3})", "platform": "jitsi", "base_url": "https://other.example.org",
+         "room": "conf-{id}"},
+        {"match": "[0-9]{4}", "platform": "janus", "base_url": "http://172.17.0.1:8000", "room": "{meeting}"}]
+    assert [rule.source for rule in settings.dispatch] == [f"{config}:3", f"{config}:7"]
+    assert settings.service_user == "conf"
+
+
+@pytest.mark.parametrize("change, line, message", [
+    (("room: 'conf-{id}'", "room: 'conf-{nope}'"), 6, "dispatch: room: unknown field {nope}"),
+    (("match: '[0-9]{4}'", "match: '[0-9'"), 7, "dispatch: match: invalid regular expression"),
+    (("platform: janus", "platform: Janus"), 8, "dispatch: platform: invalid name 'Janus'"),
+    (("    base_url: http://172", "    base_url: ftp://172"), 9, "dispatch: base_url: invalid base URL"),
+    (("    platform: janus\n", ""), 7, "dispatch: platform is required"),
+    ((DISPATCH_YAML, "base_url: https://x\ndispatch: everything\n"), 2, "dispatch: expected a list of rules"),
+])
+def test_a_bad_dispatch_rule_names_the_file_and_the_line_of_the_key(tmp_path, change, line, message):
+    config = write(tmp_path, DISPATCH_YAML.replace(*change))
+    with pytest.raises(FileLineError) as caught:
+        load_settings(config, env={})
+    assert (caught.value.line, caught.value.path) == (line, str(config)), str(caught.value)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_dispatch_from_the_environment_is_json(tmp_path):
+    env = {"HOME": str(tmp_path), "SIPMEDIAGW_DISPATCH": '[{"match": "1", "platform": "janus", "base_url": "https://h"}]'}
+    assert load_settings(env=env).dispatch[0].to_dict()["base_url"] == "https://h"
+    with pytest.raises(ConfigError, match="SIPMEDIAGW_DISPATCH rule 1: match is required"):
+        load_settings(env={**env, "SIPMEDIAGW_DISPATCH": '[{"platform": "janus", "base_url": "https://h"}]'})
+    with pytest.raises(ConfigError, match="service_user must be a SIP user part"):
+        load_settings(env={"HOME": str(tmp_path), "SIPMEDIAGW_SERVICE_USER": "no spaces"})

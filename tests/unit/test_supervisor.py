@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -90,6 +89,7 @@ class FakeController:
         self.control = FakeControl(events)
         self.registered = True
         self.in_call = False
+        self.in_menu = False
         self.call_id: str | None = None
         self.caller: str | None = None
         self.calls = 0
@@ -107,10 +107,13 @@ class FakeController:
     def sync_registration(self) -> bool:
         return self.registered
 
-    def hangup_and_wait(self, timeout: float) -> bool:
+    def hangup_and_wait(self, timeout: float, reason: str = "") -> bool:
         self.events.append("hangup")
         self.in_call, self.call_id, self.caller = False, None, None
         return True
+
+    def call_fields(self) -> dict[str, Any]:
+        return {"caller": self.caller}
 
     def start_call(self, caller: str) -> None:
         self.in_call, self.call_id, self.caller = True, "c1", caller
@@ -270,15 +273,18 @@ def test_once_mode_exits_zero_when_the_call_is_over(tmp_path: Path) -> None:
 
 
 def test_sigterm_sets_a_flag_and_the_loop_stops(tmp_path: Path) -> None:
-    sup, events, _ = make(tmp_path, names("xvfb-web", "baresip"), lambda ctl: None)
+    def script(ctl: FakeController) -> None:
+        # Sent from inside the loop, i.e. once run() has installed its handlers: a timer could fire before that and
+        # kill pytest itself.
+        if ctl.turns == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    sup, events, _ = make(tmp_path, names("xvfb-web", "baresip"), script)
     sup.install_signals = True
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
-    timer.start()
     try:
         assert sup.run() == 0
     finally:
-        timer.cancel()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     assert sup.stop_requested == "SIGTERM"

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from sipmediagw.dispatch import RoomTarget
+from sipmediagw.errors import ConfigError, ValidationError
 from sipmediagw.gateway import __main__ as entry
 from sipmediagw.gateway.config import GatewayConfig
 from sipmediagw.gateway.process import ManagedProcess
-from sipmediagw.room import Room
+from sipmediagw.room import Room, RoomDrivers
 from sipmediagw.state import GatewayState, read_state
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,9 +53,21 @@ def close_log_handlers():
         root.removeHandler(handler)
 
 
+class NoDrivers(RoomDrivers):
+    """Every platform is NoRoom: the wiring does not depend on a real driver."""
+
+    def get(self, platform: str) -> type[Room]:
+        return NoRoom
+
+
+def build(config: GatewayConfig) -> tuple[list, object]:
+    drivers = NoDrivers(ROOT / "browsing")
+    return entry.build(config, drivers, entry.routing_of(config, drivers))
+
+
 def test_userspace_components_in_start_order_with_their_wiring(env: dict[str, str], tmp_path: Path) -> None:
     config = GatewayConfig.from_env(env)
-    components, make_controller = entry.build(config, NoRoom)
+    components, make_controller = build(config)
     assert [c.name for c, _ in components] == ["xvfb-web", "xvfb-sip", "pulseaudio", "baresip", "camera", "browser"]
     by_name = {c.name: c for c, _ in components}
     assert by_name["xvfb-web"].argv[:4] == ["Xvfb", ":0", "-screen", "0"] and "1280x720x24" in by_name["xvfb-web"].argv
@@ -69,7 +83,10 @@ def test_userspace_components_in_start_order_with_their_wiring(env: dict[str, st
     assert settings["audio_source"] == "pulse,to_caller.monitor"
     assert settings["video_source"] == "x11grab,:0"  # the caller sees the room display
     assert settings["video_display"] == "x11,nil"  # and its video is drawn on the caller display
-    assert (tmp_path / "run" / "baresip" / "accounts").stat().st_mode & 0o777 == 0o600
+    accounts = tmp_path / "run" / "baresip" / "accounts"
+    assert accounts.stat().st_mode & 0o777 == 0o600
+    # baresip answers nothing by itself: the controller reads the dialled address first (callstat), then accepts
+    assert accounts.read_text().rstrip().endswith(";answermode=manual")
     assert "from_caller_mic" in (tmp_path / "run" / "gateway.pa").read_text()
     assert getattr(by_name["browser"], "recoverable") is True
     assert not getattr(by_name["camera"], "recoverable", False)
@@ -77,7 +94,7 @@ def test_userspace_components_in_start_order_with_their_wiring(env: dict[str, st
 
 def test_kernel_mode_camera_is_ffmpeg_into_the_v4l2_device(env: dict[str, str], tmp_path: Path) -> None:
     env.update(SIPMEDIAGW_MEDIA="kernel", SIPMEDIAGW_ALSA_CARDS="3,4")
-    components, _ = entry.build(GatewayConfig.from_env(env), NoRoom)
+    components, _ = build(GatewayConfig.from_env(env))
     camera = dict((c.name, c) for c, _ in components)["camera"]
     assert camera.argv[0] == "ffmpeg" and camera.argv[-1] == "/dev/video0"
     assert "hw:3,0" in (tmp_path / "run" / "gateway.pa").read_text()
@@ -86,8 +103,11 @@ def test_kernel_mode_camera_is_ffmpeg_into_the_v4l2_device(env: dict[str, str], 
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"SIPMEDIAGW_ROOM": ""}, "SIPMEDIAGW_ROOM is required"),
+        ({"SIPMEDIAGW_BASE_URL": ""}, "SIPMEDIAGW_BASE_URL is required"),
         ({"SIPMEDIAGW_PLATFORM": "nosuch"}, "no driver for platform 'nosuch'"),
+        ({"SIPMEDIAGW_ROOM": "abc"}, "janus: room id must be a number"),  # the driver refuses the fixed room
+        ({"SIPMEDIAGW_ROOM": "", "SIPMEDIAGW_DISPATCH": '[{"match": "9.*", "platform": "nosuch", '
+          '"base_url": "https://x"}]'}, "SIPMEDIAGW_DISPATCH rule 1: no driver for platform 'nosuch'"),
         ({"SIPMEDIAGW_BARESIP_DIR": "/nonexistent"}, "cannot read the baresip template"),
     ],
 )
@@ -120,3 +140,49 @@ def test_tolerant_probe_waits_out_short_gaps(monkeypatch: pytest.MonkeyPatch) ->
     assert probe() is True  # the gap restarted
     now[0] += 10.5
     assert probe() is False
+
+
+def test_a_pool_gateway_routes_by_its_rules_and_its_drivers_check_rooms_before_answering(env: dict[str, str]) -> None:
+    del env["SIPMEDIAGW_ROOM"]
+    env["SIPMEDIAGW_DISPATCH"] = '[{"match": "[a-z]{3}-[a-z]{3}-[a-z]{3}", "platform": "bigbluebutton", ' \
+                                 '"base_url": "https://bbb.example.org"}]'
+    config = GatewayConfig.from_env(env)
+    drivers = RoomDrivers(ROOT / "browsing")
+    routing = entry.routing_of(config, drivers)  # loads every driver a meeting may need
+    assert (routing.mode, routing.account_user, routing.service_user) == ("pool", "gw1", "meet")
+    assert routing.decide("abc-def-ghi").target == RoomTarget("bigbluebutton", "https://bbb.example.org",
+                                                                "abc-def-ghi", "abc-def-ghi")
+    assert routing.decide("gw1").action == "menu" and routing.decide("meet").action == "menu"
+    slot = entry.BrowserSlot(config, None, drivers, ":0", lambda: None)  # type: ignore[arg-type]
+    target = routing.decide("1234").target
+    assert target is not None and target.platform == "janus"
+    slot.check(target)  # no browser needed: drivers validate in their constructor
+    with pytest.raises(ValidationError, match="room id must be a number"):
+        slot.check(RoomTarget("janus", "http://172.17.0.1:8000", "12ab"))
+
+
+def test_room_drivers_load_each_platform_once(tmp_path: Path) -> None:
+    (tmp_path / "one.py").write_text("from sipmediagw.room import Room\n\nclass One(Room):\n    platform = 'one'\n"
+                                     "    def url(self): return 'about:blank'\n    def join(self, n): pass\n"
+                                     "    def leave(self): pass\n")
+    drivers = RoomDrivers(tmp_path)
+    first = drivers.get("one")
+    (tmp_path / "one.py").write_text("broken(")  # not re-imported
+    assert drivers.get("one") is first
+    with pytest.raises(ConfigError, match="no driver for platform 'two'"):
+        drivers.get("two")
+
+
+def test_room_check_is_a_refusal_only_when_the_driver_says_so(tmp_path: Path) -> None:
+    (tmp_path / "picky.py").write_text(
+        "from sipmediagw.errors import ValidationError\nfrom sipmediagw.room import Room\n\nclass Picky(Room):\n"
+        "    platform = 'picky'\n    def __init__(self, driver, base_url, room, options=None):\n"
+        "        super().__init__(driver, base_url, room, options)\n"
+        "        if room == 'no':\n            raise ValidationError('picky: no')\n"
+        "        if room == 'browser':\n            driver.title  # needs its browser: not a refusal\n"
+        "    def url(self): return 'about:blank'\n    def join(self, n): pass\n    def leave(self): pass\n")
+    drivers = RoomDrivers(tmp_path)
+    drivers.check("picky", "https://x", "yes")
+    drivers.check("picky", "https://x", "browser")
+    with pytest.raises(ValidationError, match="picky: no"):
+        drivers.check("picky", "https://x", "no")
