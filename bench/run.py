@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import docker
-from sipmediagw.demo import CALLER_TONE, ROOM_LISTEN_S, ROOM_TONE, TOLERANCE, make_caller, run_test_call
+from sipmediagw.demo import CALLER_TONE, ROOM_LISTEN_S, ROOM_TONE, TOLERANCE, make_caller, run_test_call, wait_audible
 from sipmediagw.errors import GatewayNotFound
 from sipmediagw.launcher import LaunchRequest, LaunchResult, launch, log_folder, stop_gateway
 from sipmediagw.settings import Settings, load_settings
@@ -145,15 +145,6 @@ class HeldCall:
     audible_after: float | None
 
 
-def first_audible(participant: Participant, expected: float, timeout: float = 60) -> bool:
-    """Poll the room page in 250 ms windows until `expected` Hz is heard (as the demo does)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if close(participant.remote_audio_frequency(timeout=1, window_ms=250), expected):
-            return True
-    return False
-
-
 @contextlib.contextmanager
 def held_call(stack: LocalStack, gateway_uri: str, room: str, workdir: Path, tone: int,
               name: str) -> Iterator[HeldCall]:
@@ -168,7 +159,7 @@ def held_call(stack: LocalStack, gateway_uri: str, room: str, workdir: Path, ton
         caller.wait_established(60)
         answered = time.monotonic()
         participant.wait_remote(1, timeout=60)
-        heard = first_audible(participant, tone)
+        heard = wait_audible(participant, tone, 60) is not None
         call = HeldCall(participant, caller, answered - dialled, time.monotonic() - answered if heard else None)
         try:
             yield call

@@ -109,8 +109,9 @@ def make_caller(stack: LocalStack, workdir: Path, tone: int = CALLER_TONE, **opt
                          tone_hz=tone, password=user.password, sip_ip=stack.ip, **options)
 
 
-def _first_audible(participant: Participant, expected: float, timeout: float) -> float | None:
-    """Poll the room page in short windows until `expected` Hz is heard; return the frequency heard."""
+def wait_audible(participant: Participant, expected: float, timeout: float) -> float | None:
+    """Poll the room page in short windows until `expected` Hz is heard; return the frequency heard (None: not
+    within `timeout`)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         hz = participant.remote_audio_frequency(timeout=1, window_ms=250)
@@ -159,7 +160,7 @@ def run_test_call(stack: LocalStack, gateway_uri: str, room: str, workdir: Path,
         report.answered_after = answered - dialled
         participant.wait_remote(1, timeout=60)
         report.room_joined_after = time.monotonic() - answered
-        if _first_audible(participant, CALLER_TONE, 60) is not None:
+        if wait_audible(participant, CALLER_TONE, 60) is not None:
             report.room_audible_after = time.monotonic() - answered
         report.room_video_changing = participant.remote_video_changing(timeout=60)
         report.caller_video_changing = caller.received_video_changing(60)

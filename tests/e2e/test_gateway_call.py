@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sipmediagw.demo import CALLER_TONE, ROOM_LISTEN_S, ROOM_TONE, make_caller, run_test_call
+from sipmediagw.demo import CALLER_TONE, ROOM_LISTEN_S, ROOM_TONE, make_caller, run_test_call, wait_audible
 from sipmediagw.testbed.participant import Participant
 from sipmediagw.testbed.stack import LocalStack
 from sipmediagw.testbed.tones import check_tone
@@ -79,6 +79,7 @@ def test_two_gateways_in_two_rooms_each_reachable_by_its_own_uri(stack: LocalSta
         caller.dial(right_uri if right_uri.startswith("sip:") else f"sip:{right_uri}")
         caller.wait_established(60)
         bob.wait_remote(1, timeout=60)
+        assert wait_audible(bob, 700, 60), f"room 1236 never heard 700 Hz\n{cli.log_tails('e2e-right')}"
         recording = bob.record_remote_audio(tmp_path / "bob-heard.wav", ROOM_LISTEN_S)
         assert cli.wait_state("e2e-right", "in-call")["room"] == "1236"
         assert cli.gateway("e2e-left")["state"] == "ready"  # the other gateway was not involved
