@@ -101,10 +101,11 @@ def _close(measured: float | None, expected: float) -> bool:
     return measured is not None and abs(measured - expected) <= expected * TOLERANCE
 
 
-def make_caller(stack: LocalStack, workdir: Path, tone: int = CALLER_TONE, **options: Any) -> BaresipCaller:
-    """The host baresip caller, registered at the stack's Kamailio on the bridge address; `options` go to
-    BaresipCaller (e.g. ``video_codecs="H264"``)."""
-    user = stack.caller_user
+def make_caller(stack: LocalStack, workdir: Path, tone: int = CALLER_TONE, *, index: int = 0,
+                **options: Any) -> BaresipCaller:
+    """The host baresip caller (`index` picks one of the stack's caller accounts), registered at the stack's Kamailio
+    on the bridge address; `options` go to BaresipCaller (e.g. ``video_codecs="H264"``)."""
+    user = stack.caller_users[index]
     return BaresipCaller(user=user.user, domain=SIP_DOMAIN, registrar=stack.registrar, workdir=workdir,
                          tone_hz=tone, password=user.password, sip_ip=stack.ip, **options)
 

@@ -30,16 +30,19 @@ class SipUser:
 class LocalStack:
     """Bridge keeper + Kamailio (digest auth for `gateways` gateway accounts and one caller) + Janus VideoRoom."""
 
-    def __init__(self, workdir: Path, *, gateways: int = 2, sip_port: int = 5060, janus_http_port: int = 8088,
-                 janus_web_port: int = 8000) -> None:
+    def __init__(self, workdir: Path, *, gateways: int = 2, callers: int = 1, sip_port: int = 5060,
+                 janus_http_port: int = 8088, janus_web_port: int = 8000) -> None:
         self.workdir = Path(workdir)
         self.ip = docker_bridge_ip()
         self.sip_port = sip_port
         self.gateway_users = [SipUser(f"gw{i + 1}", secrets.token_urlsafe(12)) for i in range(gateways)]
-        self.caller_user = SipUser("caller", secrets.token_urlsafe(12))
+        # caller, caller2, ...: SIP endpoints that dial in (several for tests with calls at once)
+        self.caller_users = [SipUser("caller" if i == 0 else f"caller{i + 1}", secrets.token_urlsafe(12))
+                             for i in range(callers)]
+        self.caller_user = self.caller_users[0]
         self.bridge = BridgeKeeper()
         self.kamailio = Kamailio(domain=SIP_DOMAIN, listen=[self.ip], port=sip_port, workdir=self.workdir / "kamailio",
-                                 users={u.user: u.password for u in [*self.gateway_users, self.caller_user]})
+                                 users={u.user: u.password for u in [*self.gateway_users, *self.caller_users]})
         self.janus = JanusServer(listen_ip=self.ip, workdir=self.workdir / "janus", http_port=janus_http_port,
                                  web_port=janus_web_port)
 

@@ -46,7 +46,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     _require_tools()
     workdir = tmp_path_factory.mktemp("stack")
     probe = LocalStack(workdir)  # only to learn the bridge address for free ports
-    local = LocalStack(workdir, gateways=2, sip_port=free_port_range(probe.ip),
+    local = LocalStack(workdir, gateways=2, callers=3, sip_port=free_port_range(probe.ip),
                        janus_http_port=free_port(probe.ip), janus_web_port=free_port(probe.ip))
     with local:
         yield local
@@ -84,6 +84,11 @@ class Cli:
         """Launch a gateway and wait until it is ready (registered)."""
         self.launched.append(gateway)
         return self.run("launch", "-r", room, "-g", gateway, "--timeout", "180")
+
+    def launch_pool(self, prefix: str, count: int) -> subprocess.CompletedProcess[str]:
+        """Launch `count` pool gateways PREFIX-1..PREFIX-N (no room: each call names its room) and wait for them."""
+        self.launched += [f"{prefix}-{i}" for i in range(1, count + 1)]
+        return self.run("launch", "-g", prefix, "--count", str(count), "--timeout", "180")
 
     def status(self) -> dict[str, Any]:
         """`sipmediagw status --json`, parsed."""
