@@ -17,8 +17,9 @@ from typing import Any, Callable
 import docker
 
 from .errors import GatewayNotFound
-from .launcher import LaunchRequest, LaunchResult, launch, log_folder, stop_gateway
+from .launcher import LaunchResult, launch_pool, log_folder, pool_names, stop_gateway
 from .settings import Settings, project_root
+from .state import GatewayState, read_state
 from .testbed.caller import BaresipCaller
 from .testbed.participant import Participant
 from .testbed.stack import SIP_DOMAIN, LocalStack
@@ -28,7 +29,8 @@ from .testbed.tones import MAKE_TONE_LEVEL_DB, ToneCheck, check_tone
 CALLER_TONE = 1000  # Hz, sent by the SIP caller
 ROOM_TONE = 440  # Hz, sent by the participant in the room
 DEMO_ROOM = "1234"
-DEMO_GATEWAY = "demo"
+DEMO_GATEWAY = "demo"  # the pool's name: its gateways are demo-1, demo-2
+POOL_SIZE = 2
 TOLERANCE = 0.05  # relative, on measured tone frequencies
 ROOM_LISTEN_S = 12.0  # how long the room's audio is recorded and judged (>= 10 s of it is checked)
 
@@ -136,15 +138,16 @@ def wait_left_room(participant: Participant, timeout: float = 30) -> bool:
 
 
 def run_test_call(stack: LocalStack, gateway_uri: str, room: str, workdir: Path, *,
-                  during_call: Callable[[], None] | None = None, container: str | None = None,
+                  during_call: Callable[[], None] | None = None,
+                  container: str | Callable[[], str | None] | None = None,
                   caller_options: dict[str, Any] | None = None,
                   progress: Progress = lambda message: None) -> CallReport:
     """A participant joins `room`, a caller dials `gateway_uri` through Kamailio; measure media both ways, hang up.
 
     Audio is judged over the call: the room records ROOM_LISTEN_S seconds of what it hears from the caller, and the
     caller's whole recording of the room is judged after the hang-up (>= 10 s of each, level and frequency).
-    `during_call` runs while the call is up (tests check `status` there); with `container`, the gateway's room
-    display is saved as a PNG in its log folder.
+    `during_call` runs while the call is up (tests check `status` there); with `container` (a name, or a function
+    that finds the gateway that took the call), the gateway's room display is saved as a PNG in its log folder.
     """
     report = CallReport()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -174,7 +177,8 @@ def run_test_call(stack: LocalStack, gateway_uri: str, room: str, workdir: Path,
         shot = workdir / "room-as-participant-sees-it.png"
         participant.screenshot(shot)
         report.screenshots.append(str(shot))
-        if container and grab_gateway_screen(container):
+        name = container() if callable(container) else container
+        if name and grab_gateway_screen(name):
             report.screenshots.append("room-as-gateway-sees-it.png (in the gateway's log folder)")
         progress("caller hangs up")
         hung_up = time.monotonic()
@@ -223,35 +227,65 @@ class DemoResult:
 
     place: DemoPlace
     stack: LocalStack
-    launch: LaunchResult
-    logs: Path  # the gateway's host log folder
-    ready_after: float
-    call: CallReport
+    pool: list[LaunchResult]  # the pool gateways, in launch order
+    logs_dir: Path  # the host folder holding one log folder per gateway
+    ready_after: float  # launch of the pool -> every gateway ready
+    call: CallReport  # the call that dialled sip:<DEMO_ROOM>@<domain>
+    answered_by: str | None  # the pool gateway that took it
+
+
+#: the demo places one call at a time: its idle pool gateways need far less than a gateway in a call
+DEMO_CPU_PER_GATEWAY = 0.8
+
+
+def in_call_gateway(settings: Settings, gateways: list[LaunchResult]) -> LaunchResult | None:
+    """The pool gateway whose state file says it is in a call (the demo runs locally: its log folders are here)."""
+    for gateway in gateways:
+        status = read_state(log_folder(settings, gateway.gateway))
+        if status is not None and status.state is GatewayState.IN_CALL:
+            return gateway
+    return None
 
 
 def run_demo(settings: Settings, client: docker.DockerClient, place: DemoPlace | None = None,
              progress: Progress = lambda message: None) -> DemoResult:
-    """Start Kamailio + Janus + the demo gateway on `place`'s ports, place a test call; leave it all running."""
+    """Start Kamailio + Janus + a pool of POOL_SIZE gateways on `place`'s ports, dial sip:1234@<domain>, measure the
+    call; leave it all running."""
     place = place or DemoPlace()
     teardown(settings, client, place)  # a previous run of this demo holds its ports
     place.folder.mkdir(parents=True, exist_ok=True)
-    stack = LocalStack(place.folder / "stack", gateways=1, sip_port=place.sip_port,
+    stack = LocalStack(place.folder / "stack", gateways=POOL_SIZE, sip_port=place.sip_port,
                        janus_http_port=place.janus_port, janus_web_port=place.web_port)
     progress(f"starting Kamailio (sip:{stack.registrar}, domain {SIP_DOMAIN}) and Janus ({stack.janus.base_url})")
     stack.start()
     try:
         save_record(place, stack)
         settings = dataclasses.replace(settings, accounts_file=stack.accounts_file(), base_url=stack.base_url,
-                                       platform="janus", logs_dir=place.folder / "logs")
+                                       platform="janus", logs_dir=place.folder / "logs",
+                                       cpu_per_gateway=min(settings.cpu_per_gateway, DEMO_CPU_PER_GATEWAY))
         started = time.monotonic()
-        launched = launch(settings, LaunchRequest(place.gateway, DEMO_ROOM), client, progress=progress)
+        pool = launch_pool(settings, place.gateway, POOL_SIZE, client, progress=progress)
         ready_after = time.monotonic() - started
-        call = run_test_call(stack, launched.sip_uri, DEMO_ROOM, place.folder / "call", container=launched.container,
+        answered_by: list[LaunchResult] = []
+
+        def locate() -> str | None:
+            gateway = in_call_gateway(settings, pool)
+            if gateway is not None:
+                answered_by.append(gateway)
+            return gateway.container if gateway else None
+
+        call = run_test_call(stack, meeting_uri(DEMO_ROOM), DEMO_ROOM, place.folder / "call", container=locate,
                              progress=progress)
     except BaseException:
         teardown(settings, client, place)
         raise
-    return DemoResult(place, stack, launched, log_folder(settings, place.gateway), ready_after, call)
+    return DemoResult(place, stack, pool, settings.logs_dir, ready_after, call,
+                      answered_by[0].gateway if answered_by else None)
+
+
+def meeting_uri(meeting: str) -> str:
+    """What a caller dials to reach `meeting` through the demo's pool."""
+    return f"sip:{meeting}@{SIP_DOMAIN}"
 
 
 def caller_account_file(place: DemoPlace, stack: LocalStack) -> Path:
@@ -266,7 +300,7 @@ def caller_account_file(place: DemoPlace, stack: LocalStack) -> Path:
 def save_record(place: DemoPlace, stack: LocalStack) -> None:
     """Remember what to stop on `--down`: the stack's processes outlive this command by design."""
     record = {"pids": stack.kamailio.pids() + stack.janus.pids(), "bridge_container": stack.bridge.container_id,
-              "gateway": place.gateway}
+              "gateways": pool_names(place.gateway, POOL_SIZE)}
     place.record.write_text(json.dumps(record))
 
 
@@ -275,7 +309,8 @@ def teardown(settings: Settings, client: docker.DockerClient, place: DemoPlace |
     place = place or DemoPlace()
     record = json.loads(place.record.read_text()) if place.record.exists() else None
     found = False
-    for gateway in {place.gateway, (record or {}).get("gateway") or place.gateway}:
+    recorded = (record or {}).get("gateways") or pool_names(place.gateway, POOL_SIZE)
+    for gateway in dict.fromkeys([*recorded, place.gateway]):  # the pool, and a fixed demo gateway of old
         try:
             stop_gateway(client, gateway, settings.stop_timeout)
             found = True
@@ -308,8 +343,8 @@ def _stop_group(pid: int, timeout: float = 5) -> None:
 
 
 def render_report(result: DemoResult) -> str:
-    """The demo's closing text: what was measured, where to look, how to stop."""
-    call, stack, gw = result.call, result.stack, result.launch
+    """The demo's closing text: what was measured, where to look, how to dial in yourself, how to stop."""
+    call, stack = result.call, result.stack
 
     def sec(value: float | None) -> str:
         return f"{value:.2f} s" if value is not None else "never"
@@ -320,14 +355,16 @@ def render_report(result: DemoResult) -> str:
     def mark(ok: bool) -> str:
         return "ok" if ok else "FAILED"
 
-    logs = result.logs
+    names = ", ".join(g.gateway for g in result.pool)
     down = "scripts/demo --down" if result.place == DemoPlace() else f"sipmediagw demo --down --dir {result.place.folder}"
+    registrar = f"sip:{stack.registrar};transport=udp"
     lines = [
         "",
-        f"sipmediagw demo: gateway {gw.gateway!r} in Janus room {gw.room}, SIP {gw.sip_uri} (media {gw.media})",
-        f"  registered (launch -> ready)     {sec(result.ready_after)}",
-        f"  answered (dial -> established)   {sec(call.answered_after)}",
-        f"  in the room (answer -> publish)  {sec(call.room_joined_after)}",
+        f"sipmediagw demo: a pool of {len(result.pool)} gateways ({names}) behind Kamailio, Janus rooms, "
+        f"media {result.pool[0].media}",
+        f"  pool ready (launch -> registered)  {sec(result.ready_after)}",
+        f"  dialled {meeting_uri(DEMO_ROOM)}: answered by {result.answered_by or '?'} in {sec(call.answered_after)}",
+        f"  in room {DEMO_ROOM} (answer -> publish)   {sec(call.room_joined_after)}",
         f"  caller audible in the room       {sec(call.room_audible_after)} after answer",
         f"  caller -> room  audio  sent {CALLER_TONE} Hz: {heard(call.room_heard)}  {mark(call.room_hears_caller)}",
         f"  caller -> room  video  frames changing: {call.room_video_changing}  {mark(call.room_video_changing)}",
@@ -337,15 +374,17 @@ def render_report(result: DemoResult) -> str:
         f"  verdict: {'media flowed both ways' if call.ok else 'MEDIA CHECK FAILED'}",
         "",
         "Where to look:",
-        f"  sipmediagw logs {gw.gateway}            (files: {logs}/app.log, err.log, state.json)",
-        f"  {logs}/room-as-gateway-sees-it.png   (the room as the gateway sends it to the caller)",
+        f"  sipmediagw status                  (the pool: state, room, caller, call duration)",
+        f"  sipmediagw logs {result.pool[0].gateway}            (files: {result.logs_dir}/<gateway>/app.log, err.log)",
         *[f"  {shot}" for shot in call.screenshots if shot.startswith("/")],
-        "  sipmediagw status",
+        *([f"  {result.logs_dir / result.answered_by}/room-as-gateway-sees-it.png   (the room as the gateway sends "
+           "it to the caller)"] if any(not shot.startswith("/") for shot in call.screenshots) and result.answered_by
+          else []),
         "",
-        "Still running: Kamailio, Janus and the gateway. Join from your side:",
-        f"  room page  {stack.janus.room_url(gw.room)}",
-        f"  SIP        call {gw.sip_uri} through the registrar sip:{stack.registrar};transport=udp",
-        f"             (a test account for your softphone: {caller_account_file(result.place, stack)})",
+        "Still running: Kamailio, Janus and the pool. Dial in from your own softphone through the registrar",
+        f"{registrar} (a test account for it: {caller_account_file(result.place, stack)}):",
+        f"  {meeting_uri('<N>')}   joins Janus room N (e.g. {meeting_uri(DEMO_ROOM)})",
+        f"  room page  {stack.janus.room_url('N')}   (open it in a browser to see and hear the call)",
         f"Stop everything:  {down}",
     ]
     return "\n".join(lines)

@@ -44,12 +44,15 @@ def test_demo_measures_media_both_ways_then_down_stops_everything(tmp_path: Path
         # Left running on purpose: the registrar and the room answer, the gateway is listed.
         assert port_open(ip, sip_port) and port_open(ip, web_port)
         assert json.loads(record.read_text())["pids"]
+        assert f"dialled sip:1234@sipmediagw.test: answered by {gateway}-" in run.stdout, run.stdout
         status = json.loads(sipmediagw("status", "--json").stdout)
-        assert any(g["name"] == gateway and g["state"] == "ready" for g in status["gateways"]), status
+        pool = {g["name"]: g for g in status["gateways"] if g["name"].startswith(f"{gateway}-")}
+        assert set(pool) == {f"{gateway}-1", f"{gateway}-2"}, status
+        assert all(g["state"] == "ready" and g["mode"] == "pool" for g in pool.values()), pool
     finally:
         down = sipmediagw("demo", "--down", *place)
     assert down.returncode == 0 and "demo stopped" in down.stdout, down.stdout + down.stderr
     assert not record.exists()
     assert not port_open(ip, sip_port)
     status = json.loads(sipmediagw("status", "--json").stdout)
-    assert all(g["name"] != gateway for g in status["gateways"])
+    assert all(not g["name"].startswith(f"{gateway}-") for g in status["gateways"])
