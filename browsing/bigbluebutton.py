@@ -5,6 +5,10 @@ microphone (not listen-only), skip the echo test -> share the camera (start it i
 Greenlight 3 room URLs are ``/rooms/<code>/join`` (default), Greenlight 2 ``/b/<code>`` (option ``greenlight: 2``).
 Elements are found by BBB's ``data-test`` attributes, with the join page's fields tried in both Greenlight versions.
 
+Keypad controls: microphone (mute/unmute buttons), camera (leave video / share webcam again), raise hand (raise /
+lower hand buttons) and the user list (its toggle), all by BBB's ``data-test`` names; BBB has no tile/speaker switch
+a key could flip.
+
 UNTESTED AGAINST A REAL BIGBLUEBUTTON/GREENLIGHT SERVER (none is reachable from CI): the URL building is unit-tested
 and the page flow is tested against tests/fixtures/pages/bbb.html, a small page mimicking the DOM used here.
 """
@@ -34,6 +38,11 @@ LEAVE_MENU = "button[data-test='leaveMeetingDropdown'], button[data-test='option
 LEAVE = "[data-test='logout'], [data-test='directLogoutButton']"
 MUTE = "button[data-test='muteMicButton']"
 UNMUTE = "button[data-test='unmuteMicButton']"
+LEAVE_VIDEO = "button[data-test='leaveVideo']"
+RAISE_HAND = "[data-test='raiseHandBtn']"
+LOWER_HAND = "[data-test='lowerHandBtn']"
+USER_LIST = "button[data-test='toggleUserList']"
+CONTROL_TIMEOUT = 5.0  # a keypad action waits this long at most for the button it needs (the event loop waits too)
 
 
 class BigBlueButtonRoom(Room):
@@ -84,8 +93,9 @@ class BigBlueButtonRoom(Room):
                                message="bigbluebutton: audio did not connect")
         if next_step.get_attribute("data-test") == "echoYesBtn":
             next_step.click()
-        wait.until(lambda d: self._visible(JOIN_VIDEO), message="bigbluebutton: no camera button").click()
-        wait.until(lambda d: self._visible(START_WEBCAM), message="bigbluebutton: no webcam preview").click()
+        if not self.options.get("audio_only"):  # an audio-only gateway has no camera to share
+            wait.until(lambda d: self._visible(JOIN_VIDEO), message="bigbluebutton: no camera button").click()
+            wait.until(lambda d: self._visible(START_WEBCAM), message="bigbluebutton: no webcam preview").click()
         wait.until(lambda d: self._visible(JOINED), message="bigbluebutton: meeting did not open")
 
     def leave(self) -> None:
@@ -99,8 +109,36 @@ class BigBlueButtonRoom(Room):
         finally:
             self.driver.get("about:blank")
 
+    def _click(self, css: str, what: str) -> None:
+        button = self._visible(css)
+        if not button:
+            raise RuntimeError(f"bigbluebutton: no {what} button on the page")
+        button.click()
+
     def set_microphone(self, on: bool) -> None:
         """Click the mute/unmute button if the state differs."""
-        button = self._visible(UNMUTE if on else MUTE)
-        if button:
-            button.click()
+        if self._visible(MUTE if on else UNMUTE):
+            return  # already so
+        self._click(UNMUTE if on else MUTE, "unmute" if on else "mute")
+
+    def set_camera(self, on: bool) -> None:
+        """Stop sharing the webcam, or share it again (share button, then the preview's start button)."""
+        if not on:
+            if self._visible(LEAVE_VIDEO):
+                self._click(LEAVE_VIDEO, "stop camera")
+            return
+        if self._visible(LEAVE_VIDEO):
+            return  # already shared
+        self._click(JOIN_VIDEO, "share camera")
+        WebDriverWait(self.driver, CONTROL_TIMEOUT).until(
+            lambda d: self._visible(START_WEBCAM), message="bigbluebutton: no webcam preview").click()
+
+    def raise_hand(self, up: bool) -> None:
+        """Click raise hand (or lower hand)."""
+        if self._visible(LOWER_HAND if up else RAISE_HAND):
+            return  # already so
+        self._click(RAISE_HAND if up else LOWER_HAND, "raise hand" if up else "lower hand")
+
+    def show_participants(self, shown: bool) -> None:
+        """Click the user list toggle (the page has one button for both ways)."""
+        self._click(USER_LIST, "user list")

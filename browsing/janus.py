@@ -5,6 +5,9 @@ Two page flavours are understood, told apart by their DOM:
   ``#register``, state in ``window.sipmediagw``;
 - ``videoroomtest.html``: the upstream janus-demos VideoRoom demo (``#start``, then ``#username`` + ``#register``),
   which accepts alphanumeric display names only. Choose it with the option ``page: videoroomtest.html``.
+
+Keypad controls: microphone and camera (the published tracks are disabled: the room gets silence / black frames);
+no view, hand or participant list (the pages have none).
 """
 
 from __future__ import annotations
@@ -115,3 +118,13 @@ class JanusRoom(Room):
             """
         )
         return None if count is None else 1 + int(count)
+
+    # Keypad controls: the VideoRoom pages have no mute buttons of their own, so the gateway disables the tracks it
+    # publishes (silence / black frames reach the room). No tile view, hand or participant list on these pages.
+    def set_microphone(self, on: bool) -> None:
+        """Send silence (off) or the caller's voice (on) to the room."""
+        self._set_sent_tracks("audio", on)
+
+    def set_camera(self, on: bool) -> None:
+        """Send black frames (off) or the caller's video (on) to the room."""
+        self._set_sent_tracks("video", on)

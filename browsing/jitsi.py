@@ -4,6 +4,10 @@ The pre-join screen is skipped and the display name set through URL hash config 
 as ``key=<URL-encoded JSON value>``. Joined / participants / hang-up use the page's ``APP.conference`` object, with
 the toolbar's hang-up button as a fallback.
 
+Keypad controls: microphone and camera through ``APP.conference.muteAudio/muteVideo``; tile view, raise hand and the
+participants pane through Jitsi Meet's documented keyboard shortcuts (W, R, P: jitsi/handbook "Keyboard shortcuts"),
+sent as real key presses. The shortcuts toggle: the gateway keeps the hand / pane state it asked for.
+
 UNTESTED AGAINST A REAL JITSI SERVER (none is reachable from CI): the URL building is unit-tested and the page flow is
 tested against tests/fixtures/pages/jitsi.html, a small page mimicking the parts of Jitsi Meet used here.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -57,9 +62,13 @@ class JitsiRoom(Room):
         self.display_name = "SIP gateway"
 
     def url(self) -> str:
-        """Room URL with the pre-join screen off and the display name set."""
+        """Room URL with the pre-join screen off and the display name set; an audio-only gateway (option
+        ``audio_only``) joins with its camera off and in Jitsi's audio-only mode (it receives no video either)."""
         extra = self.options.get("config")
-        return f"{self.base_url}/{self.segment}#{hash_config(self.display_name, extra if isinstance(extra, dict) else None)}"
+        config = dict(extra) if isinstance(extra, dict) else {}
+        if self.options.get("audio_only"):
+            config.update({"config.startWithVideoMuted": True, "config.startAudioOnly": True})
+        return f"{self.base_url}/{self.segment}#{hash_config(self.display_name, config or None)}"
 
     def join(self, display_name: str) -> None:
         """Open the room under `display_name` and wait until the conference is joined."""
@@ -109,3 +118,22 @@ class JitsiRoom(Room):
     def set_camera(self, on: bool) -> None:
         """Camera on/off through APP.conference."""
         self.driver.execute_script("APP.conference.muteVideo(arguments[0])", not on)
+
+    def _shortcut(self, key: str) -> None:
+        """Press one of Jitsi Meet's keyboard shortcuts (they are ignored while a text field has the focus)."""
+        self.driver.execute_script("if (document.activeElement && document.activeElement.blur) "
+                                   "document.activeElement.blur();")
+        ActionChains(self.driver).send_keys(key).perform()
+
+    def toggle_view(self) -> str | None:
+        """W: tile view <-> speaker view (the page does not say which one is on)."""
+        self._shortcut("w")
+        return None
+
+    def raise_hand(self, up: bool) -> None:
+        """R toggles the hand (the caller's keypad keeps which way it last went)."""
+        self._shortcut("r")
+
+    def show_participants(self, shown: bool) -> None:
+        """P toggles the participants pane."""
+        self._shortcut("p")

@@ -11,15 +11,17 @@ from typing import Any, Callable, Iterator
 
 import click
 
-from . import __version__, dockerops, labels
+from . import __version__, dialout, dockerops, labels
 from .accounts import load_accounts, redact_text
 from .devices import discover
 from .doctor import render_report, run_checks
 from .errors import (
     ConfigError,
+    DialFailed,
     DockerUnavailable,
     GatewayExists,
     GatewayNotFound,
+    GatewayNotReady,
     LaunchFailed,
     ResourceError,
     SipMediaGwError,
@@ -27,9 +29,10 @@ from .errors import (
 )
 from .launcher import (LaunchRequest, LaunchResult, PartialLaunch, launch, launch_pool, log_folder, stop_all,
                        stop_gateway, tail_file)
-from .names import validate_gateway_name
+from .names import validate_gateway_name, validate_room_name
 from .resources import sample_host
 from .settings import MEDIA_MODES, Settings, load_settings, project_root
+from .sipuri import check_dial_uri
 from .status import gather, render_table
 
 #: documented in docs/cli.md (generated from this table)
@@ -43,6 +46,11 @@ EXIT_CODES: list[tuple[int, str]] = [
     (GatewayExists.exit_code, "a gateway of that name already runs (`launch`)"),
     (DockerUnavailable.exit_code, "Docker daemon unreachable, image missing, or Docker refused an operation"),
     (LaunchFailed.exit_code, "the gateway started but never became ready; it was removed (state + logs printed)"),
+    (DialFailed.exit_code, "`dial`: the call did not come about (busy, declined, not found, no answer, unreachable: "
+                           "the SIP status is printed, e.g. `486 Busy Here`) or its room could not be joined; the "
+                           "gateway is ready again"),
+    (GatewayNotReady.exit_code, "`dial`: the gateway cannot place a call now (not running, starting, in a call, not "
+                                "registered)"),
 ]
 
 #: what each setting means, for docs/cli.md; the default column comes from Settings itself (setting_default)
@@ -67,6 +75,12 @@ SETTING_DOCS: dict[str, str] = {
                 "{meeting} and the named groups}, tried in order before the default (platform + base_url); "
                 "environment: the list as JSON (docs/dialplan.md)",
     "service_user": "pool gateways: the dialled user that opens the keypad menu (as does the gateway's own user)",
+    "audio_only": "gateways without video: no video in the SDP, no caller display, no camera; the browser publishes "
+                  "audio only (`--audio-only`)",
+    "alone_timeout": "seconds the gateway may be the only participant in its room before it leaves and hangs up; 0: "
+                     "never (docs/dialplan.md \"Timeouts\")",
+    "no_media_timeout": "seconds without RTP from the caller before the call is hung up; 0: never",
+    "max_call_duration": "seconds after which any call is hung up; 0: no limit",
 }
 
 
@@ -173,6 +187,8 @@ def cli(ctx: click.Context, config: str | None) -> None:
 @sysroot_option
 @logs_option
 @click.option("--once/--no-once", default=None, help="Exit after the first call (the seed's behaviour).")
+@click.option("--audio-only/--with-video", "audio_only", default=None,
+              help="No video: no m=video in the SDP, no caller display, no camera; the browser publishes audio only.")
 @click.pass_context
 def launch_command(ctx: click.Context, room: str | None, gateway: str, count: int | None, wait: bool,
                    **options: Any) -> None:
@@ -214,7 +230,8 @@ def _echo_launched(result: LaunchResult) -> None:
     state = "ready" if result.ready else "started (not waiting for ready)"
     where = f"in room {result.room} ({result.platform})" if result.room is not None else \
         "as a pool gateway (each call names its room)"
-    click.echo(f"gateway {result.gateway} {state} {where}, slot {result.slot} ({result.media})")
+    audio = ", audio only" if result.audio_only else ""
+    click.echo(f"gateway {result.gateway} {state} {where}, slot {result.slot} ({result.media}{audio})")
     click.echo(f"call: {result.sip_uri}")
 
 
@@ -259,9 +276,11 @@ def stop_command(ctx: click.Context, name: str | None, stop_every: bool, stop_ti
 def status_command(ctx: click.Context, as_json: bool, no_stats: bool, **options: Any) -> None:
     """Show gateways (like `docker ps`), then free slots and free accounts.
 
-    MODE is pool or fixed; ROOM the room the gateway is in now (an idle fixed gateway shows its room in
-    parentheses); CALLER and CALL the current caller and how long the call has lasted. --json adds the dialled
-    meeting, the call's start and the last call's end reason; its "room" of an idle fixed gateway is its room.
+    MODE is pool or fixed (/audio-only for gateways without video); ROOM the room the gateway is in now (an idle
+    fixed gateway shows its room in parentheses, a gateway dialling out "(dialling)"); CALLER and CALL the current
+    caller (for a call placed by `dial`: the dialled party) and how long the call has lasted. --json adds the
+    dialled meeting, the call's direction and start, and the last call's end reason; its "room" of an idle fixed
+    gateway is its room.
 
     \b
     Example:
@@ -281,6 +300,48 @@ def status_command(ctx: click.Context, as_json: bool, no_stats: bool, **options:
         click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     else:
         click.echo(render_table(result))
+
+
+@cli.command("dial")
+@click.argument("name")
+@click.argument("uri", metavar="SIP-URI")
+@click.option("-r", "--room", help="Room to join when the callee answers: required for a pool gateway (its dispatch "
+                                   "rules apply); a fixed gateway joins its own room.")
+@click.option("--timeout", "answer_timeout", type=click.IntRange(1, dialout.MAX_TIMEOUT),
+              default=dialout.DEFAULT_TIMEOUT, show_default=True, metavar="SECONDS",
+              help="How long the callee has to answer; then the gateway cancels the call.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object (failures too).")
+@click.pass_context
+def dial_command(ctx: click.Context, name: str, uri: str, room: str | None, answer_timeout: int,
+                 as_json: bool) -> None:
+    """Make ready gateway NAME call SIP-URI and join the room when it answers.
+
+    For room systems in auto-answer: the gateway calls, and once the call is answered its browser joins the room
+    under the callee's name, as for a call it received. Busy, declined, not found, no answer, unreachable: the SIP
+    status is printed, the exit code is 8 and the gateway is ready again. The CLI reaches the gateway only through
+    the Docker engine (docker exec of the request client in the container), so DOCKER_HOST may be remote.
+
+    \b
+    Example:
+      sipmediagw dial gw1 sip:boardroom@pbx.example.org
+      sipmediagw dial pool-2 sip:boardroom@pbx.example.org -r 1234
+    """
+    validate_gateway_name(name)
+    check_dial_uri(uri)  # a bad URI is refused before the engine is asked anything
+    if room is not None:
+        validate_room_name(room)
+    client = _docker(ctx)
+    try:
+        result = dialout.dial(client, name, uri, room, answer_timeout, progress=_progress)
+    except DialFailed as exc:
+        if as_json:
+            click.echo(json.dumps({**exc.result, "gateway": name}, indent=2, sort_keys=True))
+        raise
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+        return
+    click.echo(f"gateway {result.gateway} called {result.uri}: answered by {result.callee}, in room {result.room}"
+               + (f" ({result.platform})" if result.platform else ""))
 
 
 def _follow(path: Path, alive: Callable[[], bool], interval: float = 0.5) -> Iterator[str]:

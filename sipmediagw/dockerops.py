@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 import docker
 import docker.errors
+import requests
 from docker.models.containers import Container
 
 from . import labels
@@ -158,3 +159,31 @@ def build_image(
                 yield text.rstrip("\n")
     except docker.errors.APIError as exc:
         raise DockerUnavailable(f"image build failed: {exc.explanation or exc}") from exc
+
+
+def exec_lines(client: docker.DockerClient, container: Container, argv: list[str]) -> Iterator[tuple[str, str]]:
+    """Run `argv` (no shell) in the running `container` through the engine's exec API, as the container's user, and
+    yield ``("stdout" | "stderr", line)`` as lines arrive, then ``("exit", code)``: what a remote DOCKER_HOST allows
+    as well as a local one. DockerUnavailable when the engine refuses (e.g. the container is not running)."""
+    api = client.api
+    try:
+        exec_id = api.exec_create(container.id, argv, stdout=True, stderr=True)["Id"]
+        chunks = api.exec_start(exec_id, stream=True, demux=True)
+        pending = {"stdout": b"", "stderr": b""}
+        for out, err in chunks:
+            for name, data in (("stdout", out), ("stderr", err)):
+                if not data:
+                    continue
+                pending[name] += data
+                *lines, pending[name] = pending[name].split(b"\n")
+                for line in lines:
+                    yield name, line.decode("utf-8", errors="replace")
+        for name, rest in pending.items():
+            if rest:
+                yield name, rest.decode("utf-8", errors="replace")
+        code = api.exec_inspect(exec_id).get("ExitCode")
+    except docker.errors.APIError as exc:
+        raise DockerUnavailable(f"docker exec in {container.name} failed: {exc.explanation or exc}") from exc
+    except (requests.exceptions.RequestException, OSError) as exc:  # the stream broke (engine gone, read timeout)
+        raise DockerUnavailable(f"docker exec in {container.name}: lost the connection to the engine ({exc})") from exc
+    yield "exit", str(code)

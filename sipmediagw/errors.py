@@ -57,3 +57,21 @@ class LaunchFailed(SipMediaGwError):
     """The gateway container started but never became ready (it has been removed)."""
 
     exit_code = 7
+
+
+class DialFailed(SipMediaGwError):
+    """`dial`: the call did not come about (busy, declined, not found, no answer, unreachable) or its room could not
+    be joined; the gateway is ready again. `sip_status` is the callee's final response, e.g. ``486 Busy Here``."""
+
+    exit_code = 8
+
+    def __init__(self, message: str, sip_status: str | None = None, result: dict | None = None) -> None:
+        super().__init__(message)
+        self.sip_status = sip_status
+        self.result = result or {}
+
+
+class GatewayNotReady(SipMediaGwError):
+    """`dial`: the gateway cannot place a call now (not running, starting, in a call, not registered)."""
+
+    exit_code = 9

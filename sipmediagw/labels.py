@@ -16,5 +16,6 @@ ROOM = PREFIX + "room"  # the fixed room; absent on a pool gateway (its room com
 MODE = PREFIX + "mode"  # "pool" | "fixed" (absent on containers made before pool gateways: fixed)
 PLATFORM = PREFIX + "platform"
 MEDIA = PREFIX + "media"  # "userspace" | "kernel"
+AUDIO_ONLY = PREFIX + "audio-only"  # "true" | "false" (absent on containers made before audio-only gateways: false)
 VERSION = PREFIX + "version"
 LOGS = PREFIX + "logs"  # host folder with app.log, err.log, state.json

@@ -67,6 +67,7 @@ class LaunchResult:
     room: str | None  # None: a pool gateway
     platform: str
     ready: bool
+    audio_only: bool = False
 
     @property
     def mode(self) -> str:
@@ -163,6 +164,7 @@ def container_config(
         labels.MODE: request.mode,
         labels.PLATFORM: settings.platform,
         labels.MEDIA: allocation.media,
+        labels.AUDIO_ONLY: "true" if settings.audio_only else "false",
         labels.VERSION: __version__,
         labels.LOGS: str(folder),
     }
@@ -180,6 +182,10 @@ def container_config(
     environment.update({
         "SIPMEDIAGW_MEDIA": allocation.media,
         "SIPMEDIAGW_ONCE": "1" if settings.once else "0",
+        "SIPMEDIAGW_AUDIO_ONLY": "1" if settings.audio_only else "0",
+        "SIPMEDIAGW_ALONE_TIMEOUT": f"{settings.alone_timeout:g}",
+        "SIPMEDIAGW_NO_MEDIA_TIMEOUT": f"{settings.no_media_timeout:g}",
+        "SIPMEDIAGW_MAX_CALL_DURATION": f"{settings.max_call_duration:g}",
         "SIPMEDIAGW_ACCOUNT_FILE": CONTAINER_ACCOUNT_FILE,
         "SIPMEDIAGW_LOG_DIR": CONTAINER_LOG_DIR,
         "SIPMEDIAGW_BROWSING_DIR": CONTAINER_BROWSING_DIR,
@@ -389,6 +395,7 @@ def launch(
         room=request.room,
         platform=settings.platform,
         ready=wait,
+        audio_only=settings.audio_only,
     )
 
 

@@ -74,6 +74,9 @@ class Room(abc.ABC):
         """Number of participants in the room including the gateway, or None when the page does not tell."""
         return None
 
+    # -- keypad controls (docs/dialplan.md "Keys in a call"): a driver overrides what its platform has; the caller
+    # -- sees "not available here" for the others. Each is one short page action (the event loop waits for it).
+
     def set_microphone(self, on: bool) -> None:
         """Mute or unmute the gateway's microphone in the room."""
         raise NotImplementedError(f"{self.platform}: microphone toggle not supported")
@@ -81,6 +84,40 @@ class Room(abc.ABC):
     def set_camera(self, on: bool) -> None:
         """Turn the gateway's camera on or off in the room."""
         raise NotImplementedError(f"{self.platform}: camera toggle not supported")
+
+    def toggle_view(self) -> str | None:
+        """Switch between tile (gallery) and speaker view; return the new view's name when the page tells."""
+        raise NotImplementedError(f"{self.platform}: view toggle not supported")
+
+    def raise_hand(self, up: bool) -> None:
+        """Raise (or lower) the gateway's hand."""
+        raise NotImplementedError(f"{self.platform}: raise hand not supported")
+
+    def show_participants(self, shown: bool) -> None:
+        """Show (or hide) the page's list of participants."""
+        raise NotImplementedError(f"{self.platform}: participant list not supported")
+
+    @classmethod
+    def supports(cls, capability: str) -> bool:
+        """True when this driver implements `capability` (one of CAPABILITIES), i.e. overrides Room's method."""
+        if capability not in CAPABILITIES:
+            raise ValueError(f"unknown room capability {capability!r}")
+        return getattr(cls, capability) is not getattr(Room, capability)
+
+    def _set_sent_tracks(self, kind: str, on: bool) -> None:
+        """Enable/disable the tracks of `kind` ("audio"/"video") the gateway's getUserMedia gave this page (inject.js):
+        a disabled track is sent as silence / black frames, whatever the page does with it. Raise when none exists."""
+        count = self.driver.execute_script(
+            "const g = window.__sipmediagw; return g && g.setEnabled ? g.setEnabled(arguments[0], arguments[1]) : -1;",
+            kind, bool(on))
+        if count is None or int(count) < 0:
+            raise RuntimeError(f"{self.platform}: the page has no sipmediagw media hook (inject.js not loaded)")
+        if int(count) == 0:
+            raise RuntimeError(f"{self.platform}: the page took no {kind} track from the gateway")
+
+
+#: the optional keypad capabilities of a Room, by method name
+CAPABILITIES = ("set_microphone", "set_camera", "toggle_view", "raise_hand", "show_participants")
 
 
 def load_room_driver(platform: str, directory: str | Path) -> type[Room]:

@@ -61,6 +61,11 @@ class Settings:
     # pool gateways: meeting -> room rules tried before the default (platform + base_url); see sipmediagw/dispatch.py
     dispatch: tuple[DispatchRule, ...] = ()
     service_user: str = "meet"  # the dialled user that opens the keypad menu on a pool gateway (besides its own)
+    # call timeouts in seconds, 0 = off (docs/dialplan.md "Timeouts")
+    alone_timeout: float = 300.0  # the gateway alone in the room: leave and hang up
+    no_media_timeout: float = 60.0  # no RTP from the caller
+    max_call_duration: float = 14400.0  # any call ends after this long
+    audio_only: bool = False  # gateways without video: no caller display, no camera, no m=video (`--audio-only`)
 
     def __post_init__(self) -> None:
         if self.media not in MEDIA_MODES:
@@ -71,6 +76,10 @@ class Settings:
             raise ConfigError(f"memory_per_gateway must be > 0, not {self.memory_per_gateway}")
         if self.ready_timeout <= 0:
             raise ConfigError(f"ready_timeout must be > 0, not {self.ready_timeout}")
+        for name in ("alone_timeout", "no_media_timeout", "max_call_duration"):
+            value = getattr(self, name)
+            if not 0 <= value <= 7 * 86400:  # also refuses nan and inf
+                raise ConfigError(f"{name} must be between 0 (off) and 604800 seconds, not {value}")
         if not dispatching.SERVICE_USER.fullmatch(self.service_user):
             raise ConfigError(f"service_user must be a SIP user part (letters, digits, . _ + -), not {self.service_user!r}")
 

@@ -67,6 +67,8 @@ class GatewayStatus:
     caller: str | None = None  # the current caller's display name
     caller_uri: str | None = None
     call_started: str | None = None  # when the current call was answered (ISO 8601, UTC)
+    call_direction: str | None = None  # "incoming" | "outgoing" (sipmediagw dial) while there is a call
+    audio_only: bool = False  # no video: no caller display, no camera, no m=video, the browser publishes audio only
     last_end_reason: str | None = None  # why the last call ended or was refused: "caller hung up", "unknown meeting 9"
     since: str = dataclasses.field(default_factory=_now)  # when `state` was entered
     last_error: str | None = None

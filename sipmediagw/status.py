@@ -43,6 +43,8 @@ class GatewayInfo:
     call_duration: float | None = None  # seconds the current call has lasted
     meeting: str | None = None  # what the current caller dialled
     last_end_reason: str | None = None  # why the last call ended (or was refused)
+    direction: str | None = None  # "incoming" | "outgoing" (`sipmediagw dial`: the caller is the dialled party)
+    audio_only: bool = False  # no video in its calls (label org.sipmediagw.audio-only)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -112,6 +114,8 @@ def describe(container: Container, now: _dt.datetime | None = None, with_stats: 
         call_duration=call.call_seconds(now) if call else None,
         meeting=call.meeting if call else None,
         last_end_reason=status.last_end_reason if status else None,
+        direction=call.call_direction if call else None,
+        audio_only=tags.get(labels.AUDIO_ONLY) == "true",
     )
 
 
@@ -176,6 +180,8 @@ def room_cell(gateway: GatewayInfo) -> str:
     in_call = gateway.state == "in-call"
     if gateway.room and in_call:
         return gateway.room
+    if in_call and gateway.direction == "outgoing":
+        return "(dialling)"  # `sipmediagw dial`: not answered yet
     if in_call:
         return "(keypad menu)"  # answered, no room yet
     return f"({gateway.fixed_room})" if gateway.fixed_room else "-"
@@ -184,7 +190,7 @@ def room_cell(gateway: GatewayInfo) -> str:
 COLUMNS: list[tuple[str, Callable[[GatewayInfo], str]]] = [
     ("NAME", lambda g: g.name),
     ("STATE", lambda g: g.state),
-    ("MODE", lambda g: g.mode),
+    ("MODE", lambda g: g.mode + ("/audio-only" if g.audio_only else "")),
     ("ROOM", room_cell),
     ("CALLER", lambda g: g.caller or "-"),
     ("CALL", lambda g: human_duration(g.call_duration)),

@@ -3,7 +3,9 @@ Supervisor.
 
 Wiring (docs/container.md): Xvfb :web (the room, grabbed by baresip) -> Xvfb :sip (baresip draws the caller's video)
 -> PulseAudio (MediaPlan script) -> baresip (config rendered from the baresip/ templates) -> camera (MJPEG relay in
-userspace mode, ffmpeg into /dev/video0 in kernel mode) -> Chromium pre-warmed on about:blank.
+userspace mode, ffmpeg into /dev/video0 in kernel mode) -> Chromium pre-warmed on about:blank. Which of them a gateway
+runs is the MediaPlan's `components` (an audio-only gateway has no :sip display and no camera); build() makes each by
+name. The supervisor also serves the request socket (request_socket.py: `sipmediagw dial`).
 Everything that can be refused (config, account file, room driver, baresip template) is checked before anything is
 started, so bad input never leaves a half-started gateway.
 """
@@ -11,6 +13,7 @@ started, so bad input never leaves a half-started gateway.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html
 import os
 import socket
@@ -27,10 +30,12 @@ from ..room import RoomDrivers
 from ..state import GatewayState, GatewayStatus, write_state
 from .baresip import BaresipControl, baresip_argv, render_baresip_config
 from .config import GatewayConfig
-from .controller import Controller, Menu, NoMenu, Routing
+from .controller import CallWatch, Controller, Menu, Routing
+from .incall import InCall, Timeouts, rtp_timeout_backstop
 from .logs import get_logger, line_sink, setup_logging
 from .media import KERNEL, ROOM_MIC, MediaPlan
 from .process import ManagedProcess
+from .request_socket import GatewayRequests
 from .supervisor import Component, FunctionComponent, Supervisor
 
 XVFB_READY_TIMEOUT = 15.0
@@ -154,6 +159,7 @@ class BrowserSlot:
             insecure_origins=self.config.insecure_origins,
             window_size=self.config.video_size,
             fps=self.config.fps,
+            audio_only=self.config.audio_only,
         )
         browser.start()
         self.browser = browser
@@ -179,8 +185,10 @@ class BrowserSlot:
 
         if self.browser is None:
             raise RuntimeError("browser not running")
+        # `audio_only` tells the driver to join without a camera where its platform asks (docs/rooms.md)
+        options = {"audio_only": True} if self.config.audio_only else {}
         self.session = BrowserRoomSession(self.browser, self.drivers.get(target.platform), target.base_url,
-                                          target.room)
+                                          target.room, options)
         self.session.join(display_name)
 
     def leave(self) -> None:
@@ -215,10 +223,46 @@ def routing_of(config: GatewayConfig, drivers: RoomDrivers) -> Routing:
     return Routing(account_user=config.account_user, dispatcher=dispatcher, service_user=config.service_user)
 
 
+def keypad_menu(slot: BrowserSlot) -> Menu:
+    """The keypad menu of a pool gateway (menu.py): the menu page in the slot's current browser, the prompts played
+    into the sink the caller hears."""
+    from .menu import KeypadMenuSession
+    from .menu_screen import MenuScreen
+    from .prompts import PromptPlayer
+
+    def screen() -> MenuScreen:
+        browser = slot.browser
+        if browser is None:
+            raise RuntimeError("browser not running")
+        return MenuScreen(browser.driver, lock=browser.lock)
+
+    return KeypadMenuSession(screen, PromptPlayer(server=slot.plan.pulse_server, log=line_sink("prompts")))
+
+
+def call_watch(slot: BrowserSlot) -> CallWatch:
+    """Keypad controls in the room and the call's timeouts (incall.py), drawn in the slot's current browser."""
+    from .overlay import BrowserControls
+
+    def driver() -> Any:
+        return slot.browser.driver if slot.browser is not None else None
+
+    def room() -> Any:
+        return slot.session.room if slot.session is not None else None
+
+    def lock() -> Any:
+        return slot.browser.lock if slot.browser is not None else contextlib.nullcontext()
+
+    config = slot.config
+    return InCall(BrowserControls(driver, room, lock),
+                  Timeouts(alone=config.alone_timeout, no_media=config.no_media_timeout,
+                           max_call=config.max_call_duration))
+
+
 def build(config: GatewayConfig, drivers: RoomDrivers, routing: Routing,
-          menu: Callable[[BrowserSlot], Menu] | None = None) -> tuple[list[tuple[Component, float]], Callable]:
+          menu: Callable[[BrowserSlot], Menu] = keypad_menu,
+          watch: Callable[[BrowserSlot], CallWatch] = call_watch) -> tuple[list[tuple[Component, float]], Callable]:
     """The real components in start order (with ready timeouts) and the controller factory. `menu` makes the keypad
-    menu of a pool gateway from the browser slot (default: NoMenu, which tells the caller there is none)."""
+    menu of a pool gateway from the browser slot, `watch` the keypad controls and timeouts of its calls."""
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     (run_dir / "xdg").mkdir(exist_ok=True, mode=0o700)
@@ -228,62 +272,68 @@ def build(config: GatewayConfig, drivers: RoomDrivers, routing: Routing,
     web_display, sip_display = config.display_base, config.display_base + 1
     plan = MediaPlan(
         config.media, run_dir / "pulse.sock", camera_size=config.camera_size, fps=config.fps,
-        alsa_cards=config.alsa_cards, video_device=config.video_device,
+        alsa_cards=config.alsa_cards, video_device=config.video_device, video=not config.audio_only,
     )
+    video_source, video_display = plan.baresip_video(f":{web_display}") or (None, None)
     baresip_dir = render_baresip_config(
         config.baresip_dir, run_dir / "baresip",
         account_line=config.account_line,
         answermode="manual",  # the controller answers once it knows the dialled address (callstat)
         audio_player=plan.audio_player,
         audio_source=plan.audio_source,
-        video_source=f"x11grab,:{web_display}",
-        video_display="x11,nil",
+        video_source=video_source,
+        video_display=video_display,
         video_size=config.video_size,
         fps=config.fps,
         sip_port=config.sip_port,
         ctrl_port=config.ctrl_port,
         net_interface=config.net_interface or default_interface(),
+        # baresip's own no-RTP hang-up, behind the call watch's (which tells the caller first): incall.py
+        extra={"rtp_timeout": str(rtp_timeout_backstop(config.no_media_timeout))},
     )
-    baresip = ManagedProcess(
-        "baresip",
-        baresip_argv(baresip_dir),
-        env={"DISPLAY": f":{sip_display}", "PULSE_SERVER": plan.pulse_server},
-        log=line_sink("baresip"),
-        ready=lambda: _tcp_port_accepts(config.ctrl_port),
-        stop_timeout=5.0,
-    )
-    camera: Component
-    relay = None
-    if config.media == KERNEL:
-        camera = ManagedProcess("camera", plan.camera_argv(f":{sip_display}", config.sip_display_size),
-                                log=line_sink("camera"), stop_timeout=3.0)
-    else:
+    relay: Any = None
+
+    def make_baresip() -> Component:
+        env = {"PULSE_SERVER": plan.pulse_server}
+        if "xvfb-sip" in plan.components:
+            env["DISPLAY"] = f":{sip_display}"  # where baresip's x11 display draws the caller's video
+        return ManagedProcess("baresip", baresip_argv(baresip_dir), env=env, log=line_sink("baresip"),
+                              ready=lambda: _tcp_port_accepts(config.ctrl_port), stop_timeout=5.0)
+
+    def make_camera() -> Component:
+        nonlocal relay
+        if config.media == KERNEL:
+            return ManagedProcess("camera", plan.camera_argv(f":{sip_display}", config.sip_display_size),
+                                  log=line_sink("camera"), stop_timeout=3.0)
         from .mjpeg import MjpegRelay
 
         relay = MjpegRelay(display=f":{sip_display}", size=config.camera_size, fps=config.fps,
                            log=line_sink("camera"))
-        camera = FunctionComponent("camera", start=relay.start, stop=relay.stop,
-                                   alive=tolerant(relay.alive, CAMERA_RESTART_GRACE),
-                                   wait_ready=relay.wait_frame)
+        return FunctionComponent("camera", start=relay.start, stop=relay.stop,
+                                 alive=tolerant(relay.alive, CAMERA_RESTART_GRACE), wait_ready=relay.wait_frame)
+
     slot = BrowserSlot(config, plan, drivers, f":{web_display}",
                        camera_url=lambda: relay.url if relay is not None else None)
-    browser = FunctionComponent("browser", start=slot.start, stop=slot.stop, alive=slot.alive, recoverable=True)
+    # Every component this gateway may have, by name; plan.components says which it has and in what order.
+    factories: dict[str, tuple[Callable[[], Component], float]] = {
+        "xvfb-web": (lambda: xvfb("xvfb-web", web_display, config.video_size), XVFB_READY_TIMEOUT),
+        "xvfb-sip": (lambda: xvfb("xvfb-sip", sip_display, config.sip_display_size), XVFB_READY_TIMEOUT),
+        "pulseaudio": (lambda: pulseaudio(plan, run_dir), PULSE_READY_TIMEOUT),
+        "baresip": (make_baresip, BARESIP_READY_TIMEOUT),
+        "camera": (make_camera, CAMERA_READY_TIMEOUT),
+        "browser": (lambda: FunctionComponent("browser", start=slot.start, stop=slot.stop, alive=slot.alive,
+                                              recoverable=True), BROWSER_READY_TIMEOUT),
+    }
+    components: list[tuple[Component, float]] = [(factories[name][0](), factories[name][1])
+                                                 for name in plan.components]
 
     def make_controller(on_change: Callable[[], None]) -> Controller:
         control = BaresipControl(port=config.ctrl_port)
         control.connect(CONTROL_CONNECT_TIMEOUT)
         return Controller(control, slot, on_change, once=config.once, routing=routing,
-                          menu=menu(slot) if menu is not None else NoMenu(show=slot.show_message),
+                          menu=menu(slot), watch=watch(slot),
                           default_display_name=config.display_name)
 
-    components: list[tuple[Component, float]] = [
-        (xvfb("xvfb-web", web_display, config.video_size), XVFB_READY_TIMEOUT),
-        (xvfb("xvfb-sip", sip_display, config.sip_display_size), XVFB_READY_TIMEOUT),
-        (pulseaudio(plan, run_dir), PULSE_READY_TIMEOUT),
-        (baresip, BARESIP_READY_TIMEOUT),
-        (camera, CAMERA_READY_TIMEOUT),
-        (browser, BROWSER_READY_TIMEOUT),
-    ]
     return components, make_controller
 
 
@@ -306,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = GatewayConfig.from_env(env)
         status = GatewayStatus(gateway=config.gateway, sip_uri=config.sip_uri, mode=config.mode,
-                               platform=config.platform or None, media=config.media)
+                               platform=config.platform or None, media=config.media, audio_only=config.audio_only)
         drivers = RoomDrivers(config.browsing_dir)
         routing = routing_of(config, drivers)
         components, make_controller = build(config, drivers, routing)
@@ -317,15 +367,15 @@ def main(argv: list[str] | None = None) -> int:
         write_state(log_dir, status)
         return exc.exit_code
     if config.room is not None:
-        log.info("gateway %s: %s -> %s room %r (fixed, %s media)", config.gateway, config.sip_uri, config.platform,
-                 config.room, config.media)
+        log.info("gateway %s: %s -> %s room %r (fixed, %s media%s)", config.gateway, config.sip_uri,
+                 config.platform, config.room, config.media, ", audio only" if config.audio_only else "")
     else:
-        log.info("gateway %s: %s, pool gateway: %d dispatch rule(s)%s, keypad menu on %r (%s media)",
+        log.info("gateway %s: %s, pool gateway: %d dispatch rule(s)%s, keypad menu on %r (%s media%s)",
                  config.gateway, config.sip_uri, len(config.dispatch),
                  f" + default {config.platform} {config.base_url}" if config.base_url else "", config.service_user,
-                 config.media)
+                 config.media, ", audio only" if config.audio_only else "")
     return Supervisor(status=status, log_dir=log_dir, components=components, make_controller=make_controller,
-                      once=config.once).run()
+                      once=config.once, requests=GatewayRequests(config.request_socket)).run()
 
 
 if __name__ == "__main__":

@@ -36,6 +36,15 @@ _AUDIO_PLAYERS = {"pulse", "alsa", "aubridge"}
 _AUDIO_SOURCES = {"pulse", "alsa", "aubridge", "ausine", "aufile"}
 _VIDEO_SOURCES = {"x11grab", "v4l2", "cairo", "avformat", "fakevideo", "vidbridge"}
 _VIDEO_DISPLAYS = {"x11", "sdl", "fakevideo", "vidbridge"}
+# baresip 1.0.0 puts an m=video line in its SDP when a video codec AND a video source or display are loaded: an
+# audio-only config loads none of these modules (codecs, sources, displays, video filters) and sets no video_*.
+VIDEO_MODULES = frozenset({
+    "avcodec", "vp8", "vp9", "av1", "h265", "gst_video", "gst_video1", "x11grab", "x11", "sdl", "sdl2", "v4l",
+    "v4l2", "v4l2_codec", "cairo", "avformat", "fakevideo", "vidloop", "vidbridge", "vidinfo", "selfview",
+    "snapshot", "avfilter", "swscale", "directfb", "dshow", "avcapture", "vidmix",
+})
+_MODULE_LINE = re.compile(r"^module(?:_tmp|_app)?\s+(?P<name>[A-Za-z0-9_]+)\.so\b")
+_VIDEO_SETTING = re.compile(r"^(?:video_|videnc_)[a-z_]*\s")
 # Settings that may appear several times in a baresip config: extra values are appended, not substituted.
 _MULTI_KEYS = {"module", "module_tmp", "module_app"}
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -184,6 +193,17 @@ def _apply_extra(text: str, extra: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _without_video(text: str) -> str:
+    """Comment out every video setting and every video module line (template or not): an audio-only config."""
+    lines = []
+    for line in text.splitlines():
+        module = _MODULE_LINE.match(line)
+        if (module and module["name"] in VIDEO_MODULES) or _VIDEO_SETTING.match(line):
+            line = f"#{line}\t\t# audio-only gateway"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
 def _write_private(path: Path, text: str) -> None:
     """Write `text` to `path` readable by its owner only, also when the file already existed with wider rights."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -201,8 +221,8 @@ def render_baresip_config(
     account_line: str,
     audio_player: str,
     audio_source: str,
-    video_source: str,
-    video_display: str,
+    video_source: str | None,
+    video_display: str | None,
     video_size: tuple[int, int],
     fps: int,
     sip_port: int = 5060,
@@ -217,7 +237,9 @@ def render_baresip_config(
     Run the result as ``baresip -f out_dir``. `extra` replaces or adds plain settings; setting ``snd_path`` also
     loads the sndfile filter, which dumps each call's audio there (test callers use it to check what they heard).
     `answermode` overrides the account line's (the gateway renders ``manual``: it answers after reading the dialled
-    address, see controller.py); the account file itself is never changed.
+    address, see controller.py); the account file itself is never changed. `video_source` and `video_display` both
+    None render an audio-only config: no video module (codec, source, display) is loaded and no ``video_*`` setting
+    is active, so baresip offers and accepts no ``m=video``.
     """
     sip_port = _check_port("sip_port", sip_port)
     ctrl_port = _check_port("ctrl_port", ctrl_port)
@@ -226,12 +248,16 @@ def render_baresip_config(
     if isinstance(fps, bool) or not isinstance(fps, int) or not 1 <= fps <= 60:
         raise ConfigError(f"baresip fps: expected an integer 1-60, got {fps!r}")
     size = _check_size(video_size)
+    if (video_source is None) != (video_display is None):
+        raise ConfigError("baresip video_source and video_display: give both (video) or neither (audio only)")
+    video = video_source is not None
     devices = {
         "audio_player": _check_device("audio_player", audio_player, _AUDIO_PLAYERS),
         "audio_source": _check_device("audio_source", audio_source, _AUDIO_SOURCES),
-        "video_source": _check_device("video_source", video_source, _VIDEO_SOURCES),
-        "video_display": _check_device("video_display", video_display, _VIDEO_DISPLAYS),
     }
+    if video:
+        devices["video_source"] = _check_device("video_source", video_source, _VIDEO_SOURCES)
+        devices["video_display"] = _check_device("video_display", video_display, _VIDEO_DISPLAYS)
     if net_interface is not None and not _INTERFACE.match(net_interface):
         raise ConfigError(f"baresip net_interface: invalid interface name or address {net_interface!r}")
     extras = _check_extra(extra)
@@ -246,6 +272,8 @@ def render_baresip_config(
     except OSError as exc:
         raise ConfigError(f"{template_path}: cannot read the baresip template ({exc.strerror})") from None
     values = {
+        "video_source": "none",  # an audio-only template line, commented out below
+        "video_display": "none",
         **devices,
         "sip_listen": f"0.0.0.0:{sip_port}",
         "ctrl_tcp_listen": f"127.0.0.1:{ctrl_port}",
@@ -263,6 +291,8 @@ def render_baresip_config(
     except ValueError as exc:  # a lone '$' the template should have written '$$'
         raise ConfigError(f"{template_path}: {exc}") from None
     text = _apply_extra(text, extras)
+    if not video:
+        text = _without_video(text)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

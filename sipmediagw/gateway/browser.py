@@ -119,9 +119,11 @@ def chromium_arguments(
     return args
 
 
-def injection_source(camera_url: str | None, camera_size: tuple[int, int], fps: int = 15) -> str:
-    """inject.js applied to its configuration, ready for Page.addScriptToEvaluateOnNewDocument."""
-    config = {"cameraUrl": camera_url, "cameraSize": list(camera_size), "fps": fps}
+def injection_source(camera_url: str | None, camera_size: tuple[int, int], fps: int = 15,
+                     audio_only: bool = False) -> str:
+    """inject.js applied to its configuration, ready for Page.addScriptToEvaluateOnNewDocument; `audio_only`: the page
+    gets no camera at all (an audio-only gateway publishes its microphone only)."""
+    config = {"cameraUrl": camera_url, "cameraSize": list(camera_size), "fps": fps, "audioOnly": audio_only}
     return INJECT_JS.read_text(encoding="utf-8").rstrip().rstrip(";") + f"({json.dumps(config)});\n"
 
 
@@ -177,6 +179,7 @@ class Browser:
         fps: int = 15,
         chromedriver: str = CHROMEDRIVER,
         chromium: str = CHROMIUM,
+        audio_only: bool = False,
     ) -> None:
         self.display = display
         self.env = dict(env)
@@ -190,6 +193,7 @@ class Browser:
         self.fps = fps
         self.chromedriver = chromedriver
         self.chromium = chromium
+        self.audio_only = audio_only
         self._driver: Any = None
         self._workdir: str | None = None
         self._stop_followers = threading.Event()
@@ -248,7 +252,7 @@ class Browser:
                 self._driver = webdriver.Chrome(service=service, options=options)
                 self._driver.execute_cdp_cmd(
                     "Page.addScriptToEvaluateOnNewDocument",
-                    {"source": injection_source(self.camera_url, self.camera_size, self.fps)},
+                    {"source": injection_source(self.camera_url, self.camera_size, self.fps, self.audio_only)},
                 )
                 self._driver.get("about:blank")
             if not self.headless:

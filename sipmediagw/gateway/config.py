@@ -20,6 +20,7 @@ from ..errors import ConfigError, FileLineError, ValidationError
 from ..room import check_base_url
 from .logs import add_secret
 from .media import KERNEL, MODES
+from .request_socket import SOCKET_NAME
 
 _SIZE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
 _ACCOUNT_URI = re.compile(r"^<?(?P<uri>sips?:[^;>\s]+)")
@@ -56,6 +57,16 @@ class GatewayConfig:
     display_base: int = 0  # room display :N, caller display :N+1 (change to run a gateway outside a container)
     dispatch: tuple[Rule, ...] = ()  # pool gateways: meeting -> room rules tried before the default
     service_user: str = "meet"  # pool gateways: the dialled user that opens the keypad menu
+    # call timeouts in seconds, 0 = off (incall.py, docs/dialplan.md "Timeouts")
+    alone_timeout: float = 300.0
+    no_media_timeout: float = 60.0
+    max_call_duration: float = 14400.0
+    audio_only: bool = False  # no video at all: no caller display, no camera, no m=video, audio-only browser
+
+    @property
+    def request_socket(self) -> Path:
+        """The request socket (request_socket.py) in the private run folder."""
+        return self.run_dir / SOCKET_NAME
 
     @property
     def mode(self) -> str:
@@ -107,6 +118,9 @@ class GatewayConfig:
         once = get("ONCE", "0")
         if once not in ("0", "1"):
             raise ConfigError(f"SIPMEDIAGW_ONCE must be 0 or 1, got {once!r}")
+        audio_only = get("AUDIO_ONLY", "0")
+        if audio_only not in ("0", "1"):
+            raise ConfigError(f"SIPMEDIAGW_AUDIO_ONLY must be 0 or 1, got {audio_only!r}")
         account_file = Path(get("ACCOUNT_FILE", "/run/secrets/sipmediagw-account"))  # type: ignore[arg-type]
         account_line, sip_uri = read_account_file(account_file)
         insecure = get("INSECURE_ORIGINS")
@@ -145,6 +159,10 @@ class GatewayConfig:
             display_base=_int("DISPLAY_BASE", get("DISPLAY_BASE", "0"), 0, 5000),  # type: ignore[arg-type]
             dispatch=rules,
             service_user=service_user,
+            alone_timeout=_seconds("ALONE_TIMEOUT", get("ALONE_TIMEOUT", "300")),  # type: ignore[arg-type]
+            no_media_timeout=_seconds("NO_MEDIA_TIMEOUT", get("NO_MEDIA_TIMEOUT", "60")),  # type: ignore[arg-type]
+            max_call_duration=_seconds("MAX_CALL_DURATION", get("MAX_CALL_DURATION", "14400")),  # type: ignore[arg-type]
+            audio_only=audio_only == "1",
         )
 
 
@@ -195,6 +213,17 @@ def _int(name: str, value: str, low: int, high: int) -> int:
         raise ConfigError(f"SIPMEDIAGW_{name} must be an integer, got {value!r}") from None
     if not low <= number <= high:
         raise ConfigError(f"SIPMEDIAGW_{name} must be between {low} and {high}, got {number}")
+    return number
+
+
+def _seconds(name: str, value: str) -> float:
+    """A timeout in seconds: a number >= 0 (0 turns it off), at most a week."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"SIPMEDIAGW_{name} must be a number of seconds, got {value!r}") from None
+    if not 0 <= number <= 7 * 86400:  # also refuses nan and inf
+        raise ConfigError(f"SIPMEDIAGW_{name} must be between 0 (off) and 604800 seconds, got {value!r}")
     return number
 
 

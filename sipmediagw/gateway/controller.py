@@ -8,6 +8,12 @@ Which room a call goes to (docs/dialplan.md): baresip runs with ``answermode=man
 CALL_INCOMING, unanswered. The events do not say which address was dialled, but ``callstat`` does (its ``local_uri``
 is the To URI, which the registrar leaves as dialled). :meth:`Routing.decide` turns that user part into: join a room,
 open the keypad menu, or reject the call before answering (baresip 1.0.0 can only send ``486 Rejected`` then).
+
+Outgoing calls (``sipmediagw dial``, docs/dialplan.md "Dial-out"): :meth:`Controller.dial` sends baresip's ``dial``,
+whose answer carries no call id; the call's id is taken from its first event with one (CALL_RINGING, or CALL_CLOSED
+when it fails at once). CALL_ESTABLISHED takes it into its room like an answered incoming call; a CALL_CLOSED before
+that is the callee's refusal (its SIP status, e.g. ``486 Busy Here``, is the event's param). The requester hears of
+each step through the `report` it gave (request_socket's progress lines, then one final message).
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ import urllib.parse
 from typing import Any, Callable, Protocol
 
 from ..dispatch import Dispatcher, RoomTarget, UnknownMeeting
+from ..sipuri import sip_status, status_meaning
 from .baresip import DISCONNECTED, BaresipControl, BaresipControlError
 from .logs import get_logger, strip_ansi
+from .request_socket import failure, progress, success
 
 DEFAULT_DISPLAY_NAME = "SIP gateway"
 _MAX_NAME = 64
@@ -33,11 +41,14 @@ _CALL_ID = re.compile(r"\bid=(?P<id>\S+)")
 _USER = re.compile(r"^(?:sips?):(?:(?P<user>[^@;>?]*)@)?", re.IGNORECASE)
 
 # ActiveCall.stage
+DIALLING = "dialling"  # outgoing: dialled, not answered yet
 ANSWERING = "answering"  # taken (answer sent), not established yet
 MENU = "menu"  # established, the keypad menu decides where it goes
 JOINING = "joining"  # established, the browser is entering the room
 IN_ROOM = "room"  # bridged into the room
 FAILED = "failed"  # the room could not be joined: hung up, waiting for CALL_CLOSED
+#: an outgoing call whose CALL_CLOSED never comes after we cancelled it is ended this long after its deadline
+DIAL_CLOSE_GRACE = 10.0
 
 
 class RoomSession(Protocol):
@@ -54,16 +65,41 @@ class RoomSession(Protocol):
 
 
 @dataclasses.dataclass
-class ActiveCall:
-    """The call this gateway owns, from the moment it decided to take it until its CALL_CLOSED."""
+class Dialout:
+    """What an outgoing call adds: who asked (`report` gets progress messages, then exactly one final one), until
+    when the callee may answer, and the SIP status it answered with."""
 
-    call_id: str
+    report: Callable[[dict[str, Any]], None]
+    deadline: float  # clock() time after which an unanswered call is cancelled
+    timeout: float
+    sip_status: str | None = None
+    reported: bool = False
+
+    def final(self, message: dict[str, Any]) -> None:
+        """Send the one final message (later ones are dropped)."""
+        if not self.reported:
+            self.reported = True
+            self.report(message)
+
+
+@dataclasses.dataclass
+class ActiveCall:
+    """The call this gateway owns, from the moment it decided to take it (or dialled it) until its CALL_CLOSED.
+    For an outgoing call, `caller`/`caller_uri` are the dialled party and `dialled` the room asked for."""
+
+    call_id: str  # "" for an outgoing call until its first event with an id
     caller: str  # display name used in the room
     caller_uri: str | None
     dialled: str | None  # user part of the dialled address (None: callstat did not say)
     target: RoomTarget | None  # where it goes; None while the keypad menu decides
     stage: str = ANSWERING
     started: str | None = None  # ISO time it was established (answered)
+    dialout: Dialout | None = None  # set on an outgoing call
+
+    @property
+    def direction(self) -> str:
+        """``incoming`` or ``outgoing``."""
+        return "outgoing" if self.dialout is not None else "incoming"
 
 
 class MenuCall:
@@ -172,6 +208,64 @@ class NoMenu:
         self.call = None
 
 
+class WatchedCall:
+    """The handle a CallWatch gets on its call: who called, where the call is, and hang-up with a reason."""
+
+    def __init__(self, controller: "Controller", call: ActiveCall) -> None:
+        self._controller = controller
+        self._call = call
+
+    @property
+    def call_id(self) -> str:
+        return self._call.call_id
+
+    @property
+    def caller(self) -> str:
+        return self._call.caller
+
+    @property
+    def active(self) -> bool:
+        """True until the call is over (or no longer this gateway's current call)."""
+        return self._controller.call is self._call
+
+    @property
+    def in_room(self) -> bool:
+        """True while the call is bridged into its room."""
+        return self.active and self._call.stage == IN_ROOM
+
+    @property
+    def target(self) -> RoomTarget | None:
+        """The room the call is in (or joining); None in the keypad menu."""
+        return self._call.target
+
+    def hangup(self, reason: str) -> None:
+        """End the call (BYE); `reason` becomes its end reason in the state file."""
+        self._controller.hang_up(reason, self._call)
+
+
+class CallWatch(Protocol):
+    """What runs beside an answered call besides its routing: the keypad controls in the room and the call's timeouts
+    (gateway/incall.py). Every method runs on the controller's thread and must return quickly."""
+
+    def start(self, call: WatchedCall) -> None:
+        """The call is answered (keypad menu or room): timers start."""
+
+    def joined(self) -> None:
+        """The call entered its room (keypad controls from now on)."""
+
+    def key(self, key: str) -> None:
+        """A DTMF key pressed while the call is in its room."""
+
+    def media(self, event: dict[str, Any]) -> None:
+        """A baresip media event of the call: CALL_RTPESTAB (first RTP of a stream), CALL_RTCP (with rtcp_stats)."""
+
+    def poll(self) -> None:
+        """Called on every turn of the event loop while the call lasts (timeouts, overlay upkeep)."""
+
+    def stop(self) -> None:
+        """The call is over: forget it."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Decision:
     """What to do with an incoming call: ``join`` `target`, open the ``menu``, or ``reject`` it for `reason`."""
@@ -264,9 +358,11 @@ class Controller:
         *,
         routing: Routing,
         menu: Menu | None = None,
+        watch: CallWatch | None = None,
         default_display_name: str = DEFAULT_DISPLAY_NAME,
         on_dtmf: Callable[[str], None] | None = None,
         log: logging.Logger | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.control = control
         self.room = room
@@ -274,9 +370,12 @@ class Controller:
         self.once = once
         self.routing = routing
         self.menu: Menu = menu if menu is not None else NoMenu()
+        self.watch = watch  # keypad controls and timeouts of answered calls (None: none)
+        self._watched: ActiveCall | None = None  # the call the watch was started for
         self.default_display_name = default_display_name
         self.on_dtmf = on_dtmf
         self._log = log or get_logger("controller")
+        self.clock = clock
         self.registered = False
         self.register_reason: str | None = None  # why the last registration failed
         self.call: ActiveCall | None = None  # the call this gateway owns (from answer until CALL_CLOSED)
@@ -305,6 +404,11 @@ class Controller:
         return self.call is not None and self.call.stage == MENU
 
     @property
+    def dialling(self) -> bool:
+        """An outgoing call is placed and not answered yet (the gateway is taken: no other call, no other dial)."""
+        return self.call is not None and self.call.stage == DIALLING
+
+    @property
     def caller(self) -> str | None:
         """The current caller's display name (once the call is established)."""
         return self.call.caller if self.call and self.call.started else None
@@ -316,8 +420,9 @@ class Controller:
 
     def call_fields(self) -> dict[str, Any]:
         """What the state file says about the call (state.GatewayStatus fields): the room it is in now, the caller,
-        since when, and why the last one ended. Nothing but last_end_reason while idle or still answering."""
-        call = self.call if self.call is not None and self.call.started else None
+        since when, and why the last one ended. Nothing but last_end_reason while idle or still answering; an
+        outgoing call shows whom it calls from the dial on."""
+        call = self.call if self.call is not None and (self.call.started or self.call.dialout) else None
         target = call.target if call is not None and call.stage == IN_ROOM else None
         return {
             "room": target.room if target else None,
@@ -326,6 +431,7 @@ class Controller:
             "caller": call.caller if call else None,
             "caller_uri": call.caller_uri if call else None,
             "call_started": call.started if call else None,
+            "call_direction": call.direction if call else None,
             "last_end_reason": self.last_end_reason,
         }
 
@@ -342,11 +448,16 @@ class Controller:
             self.handle(event)
         if self.in_menu:
             self._menu_step("poll", self.menu.poll)
+        if self._watched is not None and self._watched is self.call:
+            self._watch_step("poll", lambda watch: watch.poll())
+        if self.dialling:
+            self._check_dial_deadline()
         return event
 
     def handle(self, event: dict[str, Any]) -> None:
         """Act on one baresip event; unknown events are ignored."""
         kind = str(event.get("type", ""))
+        self._adopt_outgoing_id(event)
         handler = self._HANDLERS.get(kind)
         if handler is None:
             if kind not in ("CALL_RTCP", "CALL_LOCAL_SDP", "CALL_REMOTE_SDP", "CALL_RTPESTAB"):
@@ -479,7 +590,7 @@ class Controller:
 
     def _on_call_established(self, event: dict[str, Any]) -> None:
         if event.get("direction", "incoming") != "incoming":
-            self._log.info("outgoing call established to %s (not bridged)", event.get("peeruri", ""))
+            self._on_outgoing_established(event)
             return
         call_id = str(event.get("id") or "")
         if self.call is not None and call_id != self.call.call_id:
@@ -498,8 +609,10 @@ class Controller:
             call.stage = MENU
             self._log.info("call %s from %s answered; keypad menu", call_id, call.caller_uri)
             self.on_change()
+            self._start_watch(call)
             self._menu_step("start", lambda: self.menu.start(MenuCall(self, call)))
             return
+        self._start_watch(call)  # the call's timers count from the answer, not from the room's page
         self._join(call, call.target)
 
     def _join(self, call: ActiveCall, target: RoomTarget) -> None:
@@ -520,6 +633,8 @@ class Controller:
         self.calls += 1
         self.error = None
         self.on_change()
+        self._start_watch(call)
+        self._watch_step("joined", lambda watch: watch.joined())
 
     def join_from_menu(self, call: ActiveCall, target: RoomTarget) -> None:
         """MenuCall.join: the menu chose `target` for `call`."""
@@ -546,10 +661,18 @@ class Controller:
             return
         param = str(event.get("param") or "")
         self._log.info("call %s closed: %s", call_id, param)
+        dialout = self.call.dialout
+        if dialout is not None:
+            dialout.sip_status = sip_status(param)
         if self._hangup_reason is not None:
             reason = self._hangup_reason
+        elif dialout is not None and self.call.stage == DIALLING:
+            meaning = status_meaning(dialout.sip_status)
+            reason = f"call to {self.call.caller_uri} failed: {param or 'closed'}" + (f" ({meaning})" if meaning else "")
         elif "by peer" in param:
-            reason = "caller hung up"
+            reason = "callee hung up" if dialout is not None else "caller hung up"
+        elif param == "rtp stream error":  # baresip's own rtp_timeout (the watch's backstop) closed it
+            reason = "no RTP from the caller (baresip rtp_timeout)"
         else:
             reason = f"call closed: {param}" if param else "call closed"
         self._end_call(reason)
@@ -557,6 +680,9 @@ class Controller:
     def _end_call(self, reason: str) -> None:
         """The owned call is over: leave the menu/room, then ready again (or done in once mode)."""
         call = self.call
+        if self._watched is not None:
+            self._watch_step("stop", lambda watch: watch.stop())
+            self._watched = None
         if call is not None and call.stage == MENU:
             self._stop_menu()
         if call is not None and call.stage in (MENU, IN_ROOM):
@@ -567,6 +693,8 @@ class Controller:
         if self.once:
             self.done = True
         self.on_change()
+        if call is not None and call.dialout is not None:  # after on_change: the requester hears "ready again"
+            call.dialout.final(failure("failed", reason, call.dialout.sip_status, uri=call.caller_uri))
 
     def _leave_room(self) -> None:
         try:
@@ -574,6 +702,109 @@ class Controller:
         except Exception as exc:  # the browser may be gone; the supervisor decides what to do with error
             self.error = f"room leave failed: {exc}"
             self._log.error(self.error)
+
+    # outgoing calls ------------------------------------------------------------------------------------------
+
+    def dial(self, uri: str, meeting: str | None, report: Callable[[dict[str, Any]], None],
+             timeout: float = 60.0) -> None:
+        """Call `uri` (already checked: sipuri.check_dial_uri) and take the call into the room when it answers: a
+        fixed gateway's own room (`meeting` None or that room), a pool gateway's `meeting` by its dispatch rules.
+
+        `report` gets request_socket progress messages, then exactly one final one: success once in the room;
+        ``invalid`` (no such room), ``unavailable`` (not registered, already in a call) at once; ``failed`` once
+        the call is over (busy, declined, no answer within `timeout` s, room join failed), with its SIP status.
+        """
+        if self.call is not None:
+            report(failure("unavailable", f"the gateway is in a call with {self.call.caller_uri or self.call.caller}"))
+            return
+        if not self.registered:
+            report(failure("unavailable", "the gateway is not registered at its SIP registrar"))
+            return
+        try:
+            target = self._dial_target(meeting)
+        except UnknownMeeting as exc:
+            report(failure("invalid", str(exc)))
+            return
+        try:
+            response = self.control.dial(uri)
+        except BaresipControlError as exc:
+            report(failure("unavailable", f"baresip did not take the dial: {exc}"))
+            return
+        if not response.get("ok", False):
+            report(failure("failed", f"baresip refused to dial {uri}: {strip_ansi(str(response.get('data', '')))}"))
+            return
+        dialout = Dialout(report, deadline=self.clock() + timeout, timeout=timeout)
+        self.call = ActiveCall(call_id="", caller=caller_display_name({"peeruri": uri}, self.default_display_name),
+                               caller_uri=uri, dialled=meeting, target=target, stage=DIALLING, dialout=dialout)
+        self.error = None
+        self._log.info("dialling %s for room %s (%s), %g s to answer", uri, target.room, target.platform, timeout)
+        report(progress("dialling", uri=uri, room=target.room, platform=target.platform))
+        self.on_change()
+
+    def _dial_target(self, meeting: str | None) -> RoomTarget:
+        """The room a dialled call joins; UnknownMeeting (a message for the requester) when there is none."""
+        fixed = self.routing.fixed
+        if fixed is not None:
+            if meeting is not None and meeting != fixed.room:
+                raise UnknownMeeting(f"this gateway is fixed in room {fixed.room}: it cannot join {meeting} "
+                                     "(leave the room out, or dial from a pool gateway)")
+            return fixed
+        if meeting is None:
+            raise UnknownMeeting("a pool gateway joins the room it is given: name the room (-r ROOM)")
+        return dataclasses.replace(self.resolve_meeting(meeting), meeting=meeting)
+
+    def _adopt_outgoing_id(self, event: dict[str, Any]) -> None:
+        """baresip's ``dial`` answers without the call's id: the first outgoing event that has one gives it."""
+        call = self.call
+        if call is not None and call.dialout is not None and not call.call_id \
+                and event.get("direction") == "outgoing" and event.get("id"):
+            call.call_id = str(event["id"])
+
+    def _own_outgoing(self, event: dict[str, Any]) -> ActiveCall | None:
+        call = self.call
+        if call is not None and call.dialout is not None and str(event.get("id") or "") == call.call_id:
+            return call
+        return None
+
+    def _on_call_ringing(self, event: dict[str, Any]) -> None:
+        call = self._own_outgoing(event)
+        if call is None or call.stage != DIALLING or call.dialout is None:
+            return
+        stage = "ringing" if event.get("type") == "CALL_RINGING" else "progress"
+        self._log.info("call %s to %s: %s", call.call_id, call.caller_uri, stage)
+        call.dialout.report(progress(stage, uri=call.caller_uri))
+
+    def _on_outgoing_established(self, event: dict[str, Any]) -> None:
+        call = self._own_outgoing(event)
+        if call is None:
+            self._log.info("outgoing call %s to %s established, not ours: not bridged", event.get("id", ""),
+                           event.get("peeruri", ""))
+            return
+        if call.stage != DIALLING or call.dialout is None or call.target is None:
+            return  # duplicate event
+        call.started = _now()
+        if event.get("peerdisplayname"):
+            call.caller = caller_display_name(event, self.default_display_name)
+        self._log.info("call %s: %s answered", call.call_id, call.caller_uri)
+        call.dialout.report(progress("answered", uri=call.caller_uri, room=call.target.room))
+        self._join(call, call.target)
+        if call.stage == IN_ROOM:
+            call.dialout.final(success(uri=call.caller_uri, callee=call.caller, room=call.target.room,
+                                       platform=call.target.platform, call_id=call.call_id))
+        # a failed join hung up: the failure is reported with the call's end (_end_call)
+
+    def _check_dial_deadline(self) -> None:
+        """Cancel a call nobody answered in time; end it ourselves if baresip never reports it closed."""
+        call = self.call
+        assert call is not None and call.dialout is not None
+        now = self.clock()
+        if now < call.dialout.deadline:
+            return
+        if self._hangup_reason is None:
+            self.hang_up(f"no answer from {call.caller_uri} within {call.dialout.timeout:g} s", call)
+        elif now >= call.dialout.deadline + DIAL_CLOSE_GRACE:
+            self._log.warning("no CALL_CLOSED for the cancelled call to %s: ending it", call.caller_uri)
+            self._end_call(self._hangup_reason)
 
     # the keypad menu ----------------------------------------------------------------------------------------
 
@@ -600,11 +831,36 @@ class Controller:
         if self.in_menu:
             self._menu_step("key", lambda: self.menu.key(key))
             return
+        if self.in_call and self._watched is self.call:
+            self._watch_step("key", lambda watch: watch.key(key))
+            return
         if self.on_dtmf is not None:
             try:
                 self.on_dtmf(key)
             except Exception as exc:  # an in-call control must never break the event loop
                 self._log.error("DTMF hook failed on %r: %s", key, exc)
+
+    def _on_media(self, event: dict[str, Any]) -> None:
+        if self._watched is not None and self._watched is self.call \
+                and str(event.get("id") or "") in ("", self._watched.call_id):
+            self._watch_step("media", lambda watch: watch.media(event))
+
+    # the call watch (keypad controls in the room, timeouts) --------------------------------------------------
+
+    def _start_watch(self, call: ActiveCall) -> None:
+        """Start the watch once per call: at the answer (menu) or when the room is joined, whichever comes first."""
+        if self.watch is not None and self._watched is not call:
+            self._watched = call
+            self._watch_step("start", lambda watch: watch.start(WatchedCall(self, call)))
+
+    def _watch_step(self, what: str, step: Callable[[CallWatch], None]) -> None:
+        """Run one watch callback; a failing watch is logged, never breaks the event loop (the call goes on)."""
+        if self.watch is None:
+            return
+        try:
+            step(self.watch)
+        except Exception as exc:
+            self._log.error("call watch %s failed: %s", what, exc)
 
     def _on_disconnected(self, event: dict[str, Any]) -> None:
         # baresip quit or died: its call and registration are gone with it.
@@ -621,9 +877,13 @@ class Controller:
         "REGISTER_FAIL": _on_register_fail,
         "UNREGISTERING": _on_unregistering,
         "CALL_INCOMING": _on_call_incoming,
+        "CALL_RINGING": _on_call_ringing,
+        "CALL_PROGRESS": _on_call_ringing,
         "CALL_ESTABLISHED": _on_call_established,
         "CALL_CLOSED": _on_call_closed,
         "CALL_DTMF_START": _on_dtmf,
+        "CALL_RTCP": _on_media,
+        "CALL_RTPESTAB": _on_media,
         DISCONNECTED: _on_disconnected,
     }
 
@@ -634,15 +894,15 @@ class Controller:
 
         On timeout the room is left anyway, so a stopping gateway never stays in the room.
         """
-        if self.call is None:
+        call = self.call
+        if call is None:
             return True
-        call_id = self.call.call_id
         self.hang_up(reason)
         deadline = time.monotonic() + timeout
-        while self.call_id == call_id:
+        while self.call is call:  # (an outgoing call may learn its id meanwhile: follow the call, not the id)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                self._log.warning("no CALL_CLOSED for call %s within %gs", call_id, timeout)
+                self._log.warning("no CALL_CLOSED for call %s within %gs", call.call_id, timeout)
                 self._end_call(reason)
                 return False
             self.pump(min(remaining, 0.5))

@@ -7,6 +7,8 @@
 //  - video = a canvas.captureStream() drawn from the caller's video served as MJPEG on 127.0.0.1 (mjpeg.py).
 // The stream is fetched in CORS mode (the relay sends Access-Control-Allow-Origin: *) so the canvas is not tainted.
 // When the MJPEG stream breaks (relay restarted) it is fetched again, and the track keeps running meanwhile.
+// An audio-only gateway (config.audioOnly) has no camera at all: the page sees no videoinput device, a request for
+// audio and video gets the microphone alone, a request for video alone fails as on a machine without a camera.
 (function (config) {
   'use strict';
   if (window.__sipmediagw || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
@@ -18,10 +20,40 @@
   const width = config.cameraSize[0];
   const height = config.cameraSize[1];
   const fps = config.fps || 15;
+  const audioOnly = !!config.audioOnly;
   const CAMERA_ID = 'sipmediagw-camera';
   const RETRY_MS = 1000;
   const STALL_MS = 10000;
   let camera = null; // created on the first video request
+  // Keypad controls (room.py Room._set_sent_tracks): every track handed to the page, and whether each kind is on. A
+  // disabled track is sent as silence / black frames whatever the page does, so muting works on any room page.
+  const handed = [];
+  const enabledKinds = { audio: true, video: true };
+
+  function handOut(track) {
+    track.enabled = enabledKinds[track.kind] !== false;
+    handed.push(track);
+    track.addEventListener('ended', function () {
+      const i = handed.indexOf(track);
+      if (i >= 0) {
+        handed.splice(i, 1);
+      }
+    });
+    return track;
+  }
+
+  function setEnabled(kind, on) {
+    // Returns how many live tracks of `kind` the page holds (0: none to mute, the caller is told so).
+    enabledKinds[kind] = !!on;
+    let count = 0;
+    handed.forEach(function (t) {
+      if (t.kind === kind && t.readyState === 'live') {
+        t.enabled = !!on;
+        count += 1;
+      }
+    });
+    return count;
+  }
 
   function drawContained(ctx, picture) {
     // Scale the frame into the canvas keeping its aspect ratio (the relay already sends camera_size frames, this is
@@ -163,13 +195,16 @@
 
   async function getUserMedia(constraints) {
     constraints = constraints || {};
+    if (audioOnly && constraints.video && !constraints.audio) {
+      throw new DOMException('Requested device not found', 'NotFoundError');
+    }
     const tracks = [];
     if (constraints.audio) {
       const mic = await realGetUserMedia({ audio: audioConstraints(constraints.audio) });
-      mic.getAudioTracks().forEach(function (t) { tracks.push(t); });
+      mic.getAudioTracks().forEach(function (t) { tracks.push(handOut(t)); });
     }
-    if (constraints.video) {
-      tracks.push(cameraTrack());
+    if (constraints.video && !audioOnly) {
+      tracks.push(handOut(cameraTrack()));
     }
     if (!tracks.length) {
       throw new TypeError("getUserMedia: at least one of audio and video must be requested");
@@ -180,6 +215,9 @@
   async function enumerateDevices() {
     const real = await realEnumerateDevices();
     const devices = real.filter(function (d) { return d.kind !== 'videoinput'; });
+    if (audioOnly) {
+      return devices;
+    }
     const fake = {
       deviceId: CAMERA_ID, groupId: CAMERA_ID, kind: 'videoinput', label: 'SIP caller',
       toJSON: function () { return { deviceId: CAMERA_ID, groupId: CAMERA_ID, kind: 'videoinput', label: 'SIP caller' }; },
@@ -194,11 +232,13 @@
   navigator.getUserMedia = navigator.webkitGetUserMedia = function (c, ok, fail) {
     getUserMedia(c).then(ok, fail);
   };
-  // Introspection for tests and debugging (frames drawn, reconnections).
+  // Introspection for tests and debugging (frames drawn, reconnections), and the keypad's mute hooks.
   Object.defineProperty(window, '__sipmediagw', {
     value: Object.freeze({
       config: config,
       stats: function () { return camera ? { frames: camera.frames, connects: camera.connects } : null; },
+      setEnabled: setEnabled,
+      enabled: function () { return Object.assign({}, enabledKinds); },
     }),
   });
 })

@@ -24,6 +24,11 @@ ROOM_MIC = "from_caller_mic"  # ... and Chromium records it from here
 ROOM_SINK = "to_caller"  # Chromium plays the room's audio here
 CALLER_SOURCE_KERNEL = "to_caller_capture"  # kernel mode: capture side of loopback card B
 
+#: every component a gateway can have, in start order (gateway/__main__.py builds them by these names)
+COMPONENTS = ("xvfb-web", "xvfb-sip", "pulseaudio", "baresip", "camera", "browser")
+#: the ones that only carry video: the caller display baresip draws on, and the camera made from it. The room
+#: display (xvfb-web) stays on an audio-only gateway: Chromium needs a display, even when nothing grabs it.
+VIDEO_COMPONENTS = ("xvfb-sip", "camera")
 
 
 def _template_dir() -> Path:
@@ -48,6 +53,7 @@ class MediaPlan:
     alsa_cards: tuple[int, int] | None = None  # kernel mode: loopback cards A (caller -> room) and B (room -> caller)
     video_device: str = "/dev/video0"
     template_dir: Path = DEFAULT_TEMPLATE_DIR
+    video: bool = True  # False: an audio-only gateway (no video in the SDP, no caller display, no camera)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -88,7 +94,17 @@ class MediaPlan:
             "--high-priority=no", "--exit-idle-time=-1", "--disallow-exit", "--log-target=stderr",
         ]
 
+    @property
+    def components(self) -> tuple[str, ...]:
+        """The names of the components this gateway runs, in start order."""
+        return tuple(name for name in COMPONENTS if self.video or name not in VIDEO_COMPONENTS)
+
     # -- baresip -------------------------------------------------------------------------------------------------
+    def baresip_video(self, room_display: str) -> tuple[str, str] | None:
+        """baresip (``video_source``, ``video_display``): the caller sees the room display (x11grab), its video is
+        drawn on the caller display (baresip's DISPLAY); None on an audio-only gateway (no video at all)."""
+        return (f"x11grab,{room_display}", "x11,nil") if self.video else None
+
     @property
     def audio_player(self) -> str:
         """baresip ``audio_player``: the caller's audio goes to the sink feeding the room's microphone."""

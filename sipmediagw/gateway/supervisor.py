@@ -54,6 +54,7 @@ class CallController(Protocol):
     registered: bool
     in_call: bool  # answered and in its room
     in_menu: bool  # answered and in the keypad menu
+    dialling: bool  # an outgoing call placed, not answered yet
     call_id: str | None  # the call it owns (answered or being answered)
     caller: str | None
     calls: int
@@ -71,6 +72,16 @@ class CallController(Protocol):
     def call_fields(self) -> dict[str, Any]:
         """The state file's fields about the current/last call (GatewayStatus names: room, caller, ...)."""
         ...
+
+
+class RequestService(Protocol):
+    """The gateway's request socket (request_socket.GatewayRequests): served from this loop, never blocking it."""
+
+    def open(self, controller: Any, gateway_state: Callable[[], GatewayState]) -> None: ...
+
+    def poll(self) -> None: ...
+
+    def close(self, reason: str = ...) -> None: ...
 
 
 class FunctionComponent:
@@ -158,6 +169,7 @@ class Supervisor:
         once: bool = False,
         poll_interval: float = 0.2,
         install_signals: bool = True,
+        requests: RequestService | None = None,
     ) -> None:
         self.status = status
         self.log_dir = Path(log_dir)
@@ -166,6 +178,7 @@ class Supervisor:
         self.once = once
         self.poll_interval = poll_interval
         self.install_signals = install_signals
+        self.requests = requests
         self.controller: CallController | None = None
         self.exit_code = EXIT_OK
         self.stop_requested: str | None = None  # name of the signal that asked us to stop
@@ -215,6 +228,11 @@ class Supervisor:
             self._write(force=True)
         self.controller = self.make_controller(self._on_change)
         self.controller.sync_registration()
+        if self.requests is not None:
+            try:
+                self.requests.open(self.controller, self._gateway_state)
+            except OSError as exc:  # calls still come in; only `sipmediagw dial` is lost
+                self._log.error("request socket not available: %s", exc)
         self._write(force=True)
         self._log.info("all components running; waiting for SIP registration and calls")
         return True
@@ -225,6 +243,8 @@ class Supervisor:
         while not self.stop_requested:
             reap_children()
             self.controller.pump(self.poll_interval)
+            if self.requests is not None:
+                self.requests.poll()
             now = time.monotonic()
             thorough = now - last_liveness >= LIVENESS_INTERVAL
             if thorough:
@@ -301,8 +321,8 @@ class Supervisor:
 
     def _hang_up(self, why: str) -> None:
         controller = self.controller
-        if controller is None or not (controller.in_call or controller.call_id):
-            return
+        if controller is None or (not controller.in_call and controller.call_id is None):
+            return  # (an outgoing call's id is "" until baresip tells it: still a call to hang up)
         self._log.info("hanging up the call (%s)", why)
         try:
             controller.hangup_and_wait(HANGUP_TIMEOUT, reason=why)
@@ -321,6 +341,8 @@ class Supervisor:
         if self.exit_code == EXIT_OK:
             self.status.set_state(GatewayState.STOPPING)
         self._write(force=True)
+        if self.requests is not None:  # first: a dial still waiting is told "stopping", not "failed, ready again"
+            self.requests.close("gateway stopping")
         self._hang_up("gateway stopping")
         controller = self.controller
         for component, _timeout in reversed(self.components):
@@ -361,7 +383,8 @@ class Supervisor:
         all_running = all(c.status.state is ComponentState.RUNNING for c, _ in self.components)
         if controller is None or not all_running or not controller.registered:
             return GatewayState.STARTING
-        return GatewayState.IN_CALL if controller.in_call or controller.in_menu else GatewayState.READY
+        busy = controller.in_call or controller.in_menu or controller.dialling
+        return GatewayState.IN_CALL if busy else GatewayState.READY
 
     def _write(self, force: bool = False) -> None:
         now = time.monotonic()

@@ -20,6 +20,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Codec preference follows load order: Opus first, as a modern room system offers it (G.711 stays as a fallback).
 MODULES = ["account", "menu", "ctrl_tcp", "opus", "g711", "vp8", "avcodec", "avformat", "fakevideo", "ausine",
            "aubridge", "sndfile", "snapshot"]
+VIDEO_MODULES = {"vp8", "avcodec", "avformat", "fakevideo", "snapshot"}
 
 
 class BaresipCaller(DaemonService):
@@ -108,8 +109,8 @@ class BaresipCaller(DaemonService):
         }
         out = [f"{k}\t{v}" for k, v in lines.items() if v]
         for mod in MODULES:
-            if mod == "avformat" and not self.video:
-                continue
+            if mod in VIDEO_MODULES and not self.video:
+                continue  # a phone: no video codec, so no m=video in its SDP
             keyword = "module_app" if mod in ("account", "menu", "ctrl_tcp") else "module"
             out.append(f"{keyword}\t{mod}.so")
         return "\n".join(out) + "\n"

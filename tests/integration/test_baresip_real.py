@@ -33,11 +33,13 @@ FIXED = Routing("gw", fixed=RoomTarget("testroom", "http://127.0.0.1", "1234"))
 class Baresip:
     """One real baresip process on loopback rendered from our template, with its ctrl_tcp client."""
 
-    def __init__(self, workdir: Path, name: str, account: str, tone_hz: int, record: bool = False) -> None:
+    def __init__(self, workdir: Path, name: str, account: str, tone_hz: int, record: bool = False,
+                 settings: dict[str, str] | None = None) -> None:
         self.name = name
         base = free_port_range(LOOPBACK, 3)
         self.sip_port, ctrl_port = base, base + 2
         extra = {"sip_listen": f"{LOOPBACK}:{self.sip_port}", "ausrc_channels": "2"}  # ausine needs 2 channels
+        extra.update(settings or {})
         self.record_dir = workdir / f"{name}-rec"
         if record:
             self.record_dir.mkdir(parents=True)
@@ -114,8 +116,9 @@ def spawn(tmp_path: Path, require_programs: Callable[..., None]) -> Iterator[Any
     require_programs("baresip")
     with contextlib.ExitStack() as started:  # every instance is stopped, even when stopping another one fails
 
-        def make(name: str, account: str, tone_hz: int = 440, record: bool = False) -> Baresip:
-            instance = Baresip(tmp_path, name, account, tone_hz, record)
+        def make(name: str, account: str, tone_hz: int = 440, record: bool = False,
+                 settings: dict[str, str] | None = None) -> Baresip:
+            instance = Baresip(tmp_path, name, account, tone_hz, record, settings)
             started.callback(instance.stop)
             return instance
 

@@ -47,8 +47,11 @@ def test_headless_and_extra_args() -> None:
 def test_injection_source_embeds_the_config_as_json() -> None:
     src = injection_source("http://127.0.0.1:5000/stream", (640, 360), fps=15)
     config = json.loads(src[src.rindex("(") + 1: src.rindex(")")])
-    assert config == {"cameraUrl": "http://127.0.0.1:5000/stream", "cameraSize": [640, 360], "fps": 15}
+    assert config == {"cameraUrl": "http://127.0.0.1:5000/stream", "cameraSize": [640, 360], "fps": 15,
+                      "audioOnly": False}
     assert src.lstrip().startswith("//") and "(function (config)" in src
+    audio_only = injection_source(None, (640, 360), audio_only=True)
+    assert json.loads(audio_only[audio_only.rindex("(") + 1: audio_only.rindex(")")])["audioOnly"] is True
 
 
 def test_injection_source_cannot_be_broken_by_the_url() -> None:

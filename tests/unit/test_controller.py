@@ -210,7 +210,8 @@ def test_pool_call_for_a_meeting_is_answered_then_joins_its_room_and_is_ready_ag
     controller.handle(call("CALL_CLOSED", "c1", param="Connection reset by peer"))
     assert room.actions == ["join:Alice Liddell", "leave"] and controller.call is None
     assert controller.call_fields() == {"room": None, "call_platform": None, "meeting": None, "caller": None,
-                                        "caller_uri": None, "call_started": None, "last_end_reason": "caller hung up"}
+                                        "caller_uri": None, "call_started": None, "call_direction": None,
+                                        "last_end_reason": "caller hung up"}
     # the default rule: room = the meeting as dialled, on the default platform
     ring(controller, control, "c2", "1234")
     controller.handle(call("CALL_ESTABLISHED", "c2"))

@@ -90,6 +90,7 @@ class FakeController:
         self.registered = True
         self.in_call = False
         self.in_menu = False
+        self.dialling = False
         self.call_id: str | None = None
         self.caller: str | None = None
         self.calls = 0
