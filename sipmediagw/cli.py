@@ -466,20 +466,22 @@ def build_command(ctx: click.Context, image: str | None, build_args: tuple[str, 
 @image_option
 @click.option("--dir", "folder", type=click.Path(file_okay=False), metavar="DIR",
               help="The demo's folder: record, logs, stack files (default <project>/.demo).")
-@click.option("--gateway", "gateway", metavar="NAME", help="The demo gateway's name (default demo).")
+@click.option("--gateway", "gateway", metavar="NAME", help="The demo pool's name: gateways NAME-1, NAME-2 (default demo).")
 @click.option("--sip-port", type=click.IntRange(1, 65534), help="Kamailio's SIP port (default 5060).")
 @click.option("--janus-port", type=click.IntRange(1, 65535), help="Janus's HTTP API port (default 8088).")
 @click.option("--web-port", type=click.IntRange(1, 65535), help="The room site's port (default 8000).")
 @click.pass_context
 def demo_command(ctx: click.Context, down: bool, image: str | None, folder: str | None, gateway: str | None,
                  sip_port: int | None, janus_port: int | None, web_port: int | None) -> None:
-    """Start a local Kamailio + Janus room + one gateway, place a real test call, print what was measured.
+    """Start a local Kamailio + Janus rooms + a pool of two gateways, place two real test calls, print what was
+    measured: one dials sip:1234@sipmediagw.test, the other dials the service address and types 1234# in the keypad
+    menu.
 
     The stack listens on the Docker bridge address (SIP 5060, Janus 8088, room site 8000) and is left running so
-    you can call the gateway yourself; `--down` stops it (give the same --dir and --gateway). A second demo can run
-    beside the first with its own --dir, --gateway and ports. The host must be prepared first (Debian packages,
-    dockerd, the gateway image): `scripts/demo` does that, then runs this command. Exits 1 if media did not flow
-    both ways.
+    you can call the pool yourself; `--down` stops it (give the same --dir and --gateway). A second demo can run
+    beside the first with its own --dir, --gateway (the pool's name) and ports. The host must be prepared first
+    (Debian packages, dockerd, the gateway image): `scripts/demo` does that, then runs this command. Exits 1 if
+    media did not flow both ways in both calls.
 
     \b
     Example:
@@ -501,7 +503,7 @@ def demo_command(ctx: click.Context, down: bool, image: str | None, folder: str 
         return
     result = demo.run_demo(settings, client, place, progress=_progress)
     click.echo(demo.render_report(result))
-    if not result.call.ok:
+    if not result.ok:
         ctx.exit(1)
 
 

@@ -21,9 +21,11 @@ from .launcher import LaunchResult, launch_pool, log_folder, pool_names, stop_ga
 from .settings import Settings, project_root
 from .state import GatewayState, read_state
 from .testbed.caller import BaresipCaller
+from .testbed.janus import ROOMS as JANUS_ROOMS
 from .testbed.participant import Participant
 from .testbed.stack import SIP_DOMAIN, LocalStack
-from .testbed._proc import wait_until
+from .gateway.ivr import MEETING as MENU_MEETING
+from .testbed._proc import TestbedError, wait_until
 from .testbed.tones import MAKE_TONE_LEVEL_DB, ToneCheck, check_tone
 
 CALLER_TONE = 1000  # Hz, sent by the SIP caller
@@ -31,6 +33,7 @@ ROOM_TONE = 440  # Hz, sent by the participant in the room
 DEMO_ROOM = "1234"
 DEMO_GATEWAY = "demo"  # the pool's name: its gateways are demo-1, demo-2
 POOL_SIZE = 2
+DEMO_KEYS = "1234#"  # typed in the keypad menu by the demo's second call
 TOLERANCE = 0.05  # relative, on measured tone frequencies
 ROOM_LISTEN_S = 12.0  # how long the room's audio is recorded and judged (>= 10 s of it is checked)
 
@@ -54,6 +57,7 @@ class CallReport:
     caller_heard: ToneCheck | None = None  # the room's tone in the caller's recording
     caller_video_changing: bool = False
     room_left_after: float | None = None  # caller's hang-up -> the gateway is gone from the room
+    menu_shown_after: float | None = None  # answer -> the keypad menu on the caller's screen (keypad calls)
     screenshots: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -140,9 +144,12 @@ def wait_left_room(participant: Participant, timeout: float = 30) -> bool:
 def run_test_call(stack: LocalStack, gateway_uri: str, room: str, workdir: Path, *,
                   during_call: Callable[[], None] | None = None,
                   container: str | Callable[[], str | None] | None = None,
-                  caller_options: dict[str, Any] | None = None,
+                  caller_options: dict[str, Any] | None = None, keypad: str | None = None,
                   progress: Progress = lambda message: None) -> CallReport:
     """A participant joins `room`, a caller dials `gateway_uri` through Kamailio; measure media both ways, hang up.
+
+    With `keypad` (e.g. ``"1234#"``), the call goes through the keypad menu first: once the menu shows on the
+    caller's screen (its marker in the caller's decoded video), the caller types those keys.
 
     Audio is judged over the call: the room records ROOM_LISTEN_S seconds of what it hears from the caller, and the
     caller's whole recording of the room is judged after the hang-up (>= 10 s of each, level and frequency).
@@ -162,10 +169,18 @@ def run_test_call(stack: LocalStack, gateway_uri: str, room: str, workdir: Path,
         caller.wait_established(60)
         answered = time.monotonic()
         report.answered_after = answered - dialled
+        if keypad is not None:
+            if not wait_until(lambda: (m := caller.menu_marker()) is not None and m.stage == MENU_MEETING, 60, 0.5):
+                raise TestbedError(f"no keypad menu on the caller's screen after dialling {gateway_uri}")
+            report.menu_shown_after = time.monotonic() - answered
+            progress(f"the keypad menu is on the caller's screen: typing {keypad}")
+            caller.send_keys(keypad)
+            answered = time.monotonic()  # from here on, times count from the last key
         participant.wait_remote(1, timeout=60)
         report.room_joined_after = time.monotonic() - answered
         if wait_audible(participant, CALLER_TONE, 60) is not None:
             report.room_audible_after = time.monotonic() - answered
+        in_room_at = caller.recorded_seconds()  # what the caller heard before (a menu prompt) is not the room
         report.room_video_changing = participant.remote_video_changing(timeout=60)
         report.caller_video_changing = caller.received_video_changing(60)
         # Once video flows both ways (the gateway's camera relay adapts to the caller's picture when it arrives),
@@ -186,7 +201,7 @@ def run_test_call(stack: LocalStack, gateway_uri: str, room: str, workdir: Path,
         caller.wait_closed(30)
         if wait_left_room(participant):
             report.room_left_after = time.monotonic() - hung_up
-        report.caller_heard = caller.check_heard(ROOM_TONE, MAKE_TONE_LEVEL_DB)
+        report.caller_heard = caller.check_heard(ROOM_TONE, MAKE_TONE_LEVEL_DB, after=in_room_at)
         if room_recording is not None:
             report.room_heard = check_tone(room_recording, CALLER_TONE, caller.sent_level(),
                                            min_window=ROOM_LISTEN_S - 2)
@@ -232,6 +247,13 @@ class DemoResult:
     ready_after: float  # launch of the pool -> every gateway ready
     call: CallReport  # the call that dialled sip:<DEMO_ROOM>@<domain>
     answered_by: str | None  # the pool gateway that took it
+    keypad_call: CallReport  # the call to the service address that typed DEMO_KEYS in the keypad menu
+    service_uri: str  # the service address (keypad menu)
+
+    @property
+    def ok(self) -> bool:
+        """Both calls carried media both ways."""
+        return self.call.ok and self.keypad_call.ok
 
 
 #: the demo places one call at a time: its idle pool gateways need far less than a gateway in a call
@@ -276,11 +298,14 @@ def run_demo(settings: Settings, client: docker.DockerClient, place: DemoPlace |
 
         call = run_test_call(stack, meeting_uri(DEMO_ROOM), DEMO_ROOM, place.folder / "call", container=locate,
                              progress=progress)
+        service = meeting_uri(settings.service_user)
+        keypad_call = run_test_call(stack, service, DEMO_ROOM, place.folder / "keypad-call", keypad=DEMO_KEYS,
+                                    progress=progress)
     except BaseException:
         teardown(settings, client, place)
         raise
     return DemoResult(place, stack, pool, settings.logs_dir, ready_after, call,
-                      answered_by[0].gateway if answered_by else None)
+                      answered_by[0].gateway if answered_by else None, keypad_call, service)
 
 
 def meeting_uri(meeting: str) -> str:
@@ -344,7 +369,7 @@ def _stop_group(pid: int, timeout: float = 5) -> None:
 
 def render_report(result: DemoResult) -> str:
     """The demo's closing text: what was measured, where to look, how to dial in yourself, how to stop."""
-    call, stack = result.call, result.stack
+    call, keypad, stack = result.call, result.keypad_call, result.stack
 
     def sec(value: float | None) -> str:
         return f"{value:.2f} s" if value is not None else "never"
@@ -371,7 +396,14 @@ def render_report(result: DemoResult) -> str:
         f"  room -> caller  audio  sent {ROOM_TONE} Hz: {heard(call.caller_heard)}  {mark(call.caller_hears_room)}",
         f"  room -> caller  video  frames changing: {call.caller_video_changing}  {mark(call.caller_video_changing)}",
         f"  hang-up -> gateway left the room {sec(call.room_left_after)}",
-        f"  verdict: {'media flowed both ways' if call.ok else 'MEDIA CHECK FAILED'}",
+        f"  dialled {result.service_uri} (keypad menu): menu on the caller's screen {sec(keypad.menu_shown_after)} "
+        f"after answer, typed {DEMO_KEYS}",
+        f"    caller audible in room {DEMO_ROOM}      {sec(keypad.room_audible_after)} after the last key",
+        f"    caller -> room  audio  {heard(keypad.room_heard)}  {mark(keypad.room_hears_caller)}",
+        f"    room -> caller  audio  {heard(keypad.caller_heard)}  {mark(keypad.caller_hears_room)}",
+        f"    video both ways changing: {keypad.room_video_changing and keypad.caller_video_changing}  "
+        f"{mark(keypad.room_video_changing and keypad.caller_video_changing)}",
+        f"  verdict: {'media flowed both ways in both calls' if result.ok else 'MEDIA CHECK FAILED'}",
         "",
         "Where to look:",
         f"  sipmediagw status                  (the pool: state, room, caller, call duration)",
@@ -383,7 +415,8 @@ def render_report(result: DemoResult) -> str:
         "",
         "Still running: Kamailio, Janus and the pool. Dial in from your own softphone through the registrar",
         f"{registrar} (a test account for it: {caller_account_file(result.place, stack)}):",
-        f"  {meeting_uri('<N>')}   joins Janus room N (e.g. {meeting_uri(DEMO_ROOM)})",
+        f"  {meeting_uri('<N>')}   joins Janus room N, {min(JANUS_ROOMS)}..{max(JANUS_ROOMS)} (e.g. {meeting_uri(DEMO_ROOM)})",
+        f"  {result.service_uri}   the keypad menu: type the room number, then # (* erases)",
         f"  room page  {stack.janus.room_url('N')}   (open it in a browser to see and hear the call)",
         f"Stop everything:  {down}",
     ]

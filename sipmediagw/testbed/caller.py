@@ -6,10 +6,14 @@ import hashlib
 import queue
 import re
 import shutil
+import struct
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 from sipmediagw.gateway.baresip import BaresipControl, BaresipControlError
+from sipmediagw.gateway.menu_screen import Marker, decode_marker
 from sipmediagw.gateway.logs import get_logger
 
 from ._proc import Daemon, DaemonService, TestbedError, wait_until
@@ -61,6 +65,9 @@ class BaresipCaller(DaemonService):
         # "manual": incoming calls wait for `accept` / `hangup` (CALL_INCOMING event), as the gateway's controller does.
         self.answermode = answermode
         self.snd_dir = self.workdir / "recordings"
+        # baresip 1.0.0's sndfile builds "<snd_path>/dump-<time>-dec.wav" in a small buffer and silently cuts it (the
+        # ".wav" went first with a pytest tmp path): it writes through a short link to snd_dir instead.
+        self._snd_link: Path | None = None
         self.history: list[dict] = []  # events taken off `control.events` so far
         self.control = BaresipControl(port=self.ctrl_port, log=get_logger(f"caller-{user}"))
         self._daemon: Daemon | None = None
@@ -103,7 +110,7 @@ class BaresipCaller(DaemonService):
             "video_fps": str(self.fps),
             "module_path": "/usr/lib/baresip/modules",
             "ctrl_tcp_listen": f"127.0.0.1:{self.ctrl_port}",
-            "snd_path": str(self.snd_dir),
+            "snd_path": str(self._snd_link or self.snd_dir),
             "jitter_buffer_delay": "5-10",
             "call_max_calls": str(self.max_calls) if self.max_calls else "",
         }
@@ -120,6 +127,8 @@ class BaresipCaller(DaemonService):
         conf = self.workdir / "baresip"
         conf.mkdir(parents=True, exist_ok=True)
         self.snd_dir.mkdir(parents=True, exist_ok=True)
+        self._snd_link = Path(tempfile.mkdtemp(prefix="smg-snd-")) / "r"
+        self._snd_link.symlink_to(self.snd_dir.resolve(), target_is_directory=True)
         (conf / "config").write_text(self.config_text())
         accounts = conf / "accounts"
         accounts.write_text(self.account_line() + "\n")
@@ -216,6 +225,16 @@ class BaresipCaller(DaemonService):
                 return event["type"] == "CALL_ESTABLISHED"
         return False
 
+    def send_keys(self, keys: str) -> None:
+        """Press `keys` on the keypad: RFC 4733 telephone-events, one ``sndcode`` per key (press and release)."""
+        for key in keys:
+            self.command("sndcode", key)
+
+    def menu_marker(self, timeout: float = 10) -> Marker | None:
+        """The gateway's keypad-menu marker in the video this caller decodes now (None: no frame, or no menu)."""
+        frame = self.received_frame("menu", timeout)
+        return decode_marker(*frame) if frame else None
+
     def hangup(self) -> None:
         """Hang up the current call (sends BYE)."""
         self.command("hangup")
@@ -253,9 +272,10 @@ class BaresipCaller(DaemonService):
             raise self._fail(f"{path} was not closed within {timeout:.0f} s of the call's end")
         return path
 
-    def check_heard(self, expected_hz: float, sent_level_db: float) -> ToneCheck:
-        """After the call: judge the tone in what this caller received (level and frequency over the call)."""
-        return check_tone(self.closed_recording("dec"), expected_hz, sent_level_db)
+    def check_heard(self, expected_hz: float, sent_level_db: float, after: float = 0.0) -> ToneCheck:
+        """After the call: judge the tone in what this caller received (level and frequency over the call, from
+        `after` seconds into its recording)."""
+        return check_tone(self.closed_recording("dec"), expected_hz, sent_level_db, after=after)
 
     def sent_level(self) -> float:
         """After the call: the level (dBFS) of the tone this caller sent, from its encoder-side dump."""
@@ -267,6 +287,12 @@ class BaresipCaller(DaemonService):
         path.unlink(missing_ok=True)
         self.command("snapshot_recv", str(path))
         return path if wait_until(lambda: path.exists() and path.stat().st_size > 0, timeout, 0.2) else None
+
+    def received_frame(self, name: str = "frame", timeout: float = 10) -> tuple[bytes, int, int] | None:
+        """The next decoded received video frame as (RGB24 pixels, width, height), decoded by ffmpeg; None if no
+        frame was decoded within `timeout`."""
+        path = self.snapshot(name, timeout)
+        return png_rgb(path) if path is not None else None
 
     def received_video(self, timeout: float = 10) -> bool:
         """True when a received video frame was decoded (a snapshot of it could be written)."""
@@ -287,9 +313,23 @@ class BaresipCaller(DaemonService):
         return False
 
     def stop(self) -> None:
-        """Quit baresip (it unregisters first; SIGTERM takes 1-3 s). Idempotent."""
+        """Quit baresip (it unregisters first; SIGTERM takes 1-3 s). Idempotent. The recordings stay in snd_dir."""
         self.control.close()
         super().stop()
+        if self._snd_link is not None:
+            shutil.rmtree(self._snd_link.parent, ignore_errors=True)  # the link only, not what it points to
+            self._snd_link = None
+
+
+def png_rgb(path: Path) -> tuple[bytes, int, int]:
+    """(RGB24 pixels, width, height) of a PNG, decoded by ffmpeg."""
+    data = path.read_bytes()
+    width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk
+    raw = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(path), "-f", "rawvideo",
+                          "-pix_fmt", "rgb24", "-"], capture_output=True, check=True, timeout=30).stdout
+    if len(raw) != width * height * 3:
+        raise TestbedError(f"{path}: ffmpeg gave {len(raw)} bytes for {width}x{height} RGB")
+    return raw, width, height
 
 
 def baresip_available() -> bool:

@@ -164,12 +164,14 @@ class ToneCheck:
 
 
 def judge(samples: Sequence[float], rate: int, expected_hz: float, min_level_db: float, *,
-          min_window: float = MIN_WINDOW_S) -> ToneCheck:
-    """The verdict on `samples` (mono floats): onset, then level and frequency over everything after it."""
+          min_window: float = MIN_WINDOW_S, after: float = 0.0) -> ToneCheck:
+    """The verdict on `samples` (mono floats): onset (not before `after` seconds), then level and frequency over
+    everything after it."""
     frame = max(1, int(FRAME_S * rate))
     levels = [level_db(samples[i:i + frame]) for i in range(0, len(samples) - frame + 1, frame)]
     duration = len(samples) / rate if rate else 0.0
-    onset_index = next((i for i, db in enumerate(levels) if db >= min_level_db), None)
+    first = int(after / FRAME_S)
+    onset_index = next((i for i, db in enumerate(levels) if i >= first and db >= min_level_db), None)
     if onset_index is None:
         return ToneCheck(expected_hz, min_level_db, duration, None, (0.0, 0.0), 0.0, 0.0,
                          _percentile(levels, 0.5), _percentile(levels, 0.05), min_window=min_window)
@@ -186,11 +188,12 @@ def judge(samples: Sequence[float], rate: int, expected_hz: float, min_level_db:
 
 
 def check_tone(wav: Path, expected_hz: float, sent_level_db: float, *, max_drop_db: float = MAX_DROP_DB,
-               min_window: float = MIN_WINDOW_S, measure_hz: bool = True) -> ToneCheck:
-    """Judge the tone in `wav` against what was sent at `sent_level_db`; with `measure_hz`, add sox's estimate of
-    the dominant frequency over the judged window."""
+               min_window: float = MIN_WINDOW_S, measure_hz: bool = True, after: float = 0.0) -> ToneCheck:
+    """Judge the tone in `wav` against what was sent at `sent_level_db`, from `after` seconds in (e.g. once a call
+    left the keypad menu for the room); with `measure_hz`, add sox's estimate of the dominant frequency over the
+    judged window."""
     samples, rate = read_mono(wav)
-    result = judge(samples, rate, expected_hz, sent_level_db - max_drop_db, min_window=min_window)
+    result = judge(samples, rate, expected_hz, sent_level_db - max_drop_db, min_window=min_window, after=after)
     if measure_hz and result.onset is not None and result.seconds > 0:
         result = dataclasses.replace(result, hz=dominant_frequency(wav, start=result.window[0],
                                                                    duration=result.seconds))

@@ -18,7 +18,6 @@ import http.server
 import json
 import os
 import signal
-import struct
 import subprocess
 import sys
 import threading
@@ -32,7 +31,7 @@ from sipmediagw import dockerops, labels
 from sipmediagw.gateway import ivr
 from sipmediagw.gateway.menu_screen import Marker, decode_marker
 from sipmediagw.testbed._proc import TestbedError as CallerError
-from sipmediagw.testbed.caller import BaresipCaller
+from sipmediagw.testbed.caller import BaresipCaller, png_rgb
 from sipmediagw.testbed.infocaller import InfoCaller
 from sipmediagw.testbed.kamailio import Kamailio
 from sipmediagw.testbed.network import free_port
@@ -155,16 +154,6 @@ window.room = { ready: false, error: null, db: -200 };
 
 
 # -- what the caller sees -----------------------------------------------------------------------------------------
-def png_rgb(path: Path) -> tuple[bytes, int, int]:
-    """(RGB24 pixels, width, height) of a PNG, decoded by ffmpeg."""
-    data = path.read_bytes()
-    width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk
-    raw = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(path), "-f", "rawvideo",
-                          "-pix_fmt", "rgb24", "-"], capture_output=True, check=True, timeout=30).stdout
-    assert len(raw) == width * height * 3, f"{path}: {len(raw)} bytes for {width}x{height}"
-    return raw, width, height
-
-
 def share(frame: tuple[bytes, int, int], box: tuple[float, float, float, float],
           test: Callable[[int, int, int], bool]) -> float:
     """Share of the pixels in `box` (fractions of width/height: x0, y0, x1, y1) that pass `test`."""
@@ -351,12 +340,6 @@ def gateway(host: Host) -> Iterator[Host]:
     host.participants(2)
 
 
-def sent_keys(caller: BaresipCaller, keys: str) -> None:  # noqa: F811
-    """RFC 4733 telephone-events, one ``sndcode`` per key (baresip sends press and release)."""
-    for key in keys:
-        caller.command("sndcode", key)
-
-
 # -- 1. the keypad menu -------------------------------------------------------------------------------------------
 def test_menu_on_the_callers_screen_with_its_prompt_then_rfc4733_digits_pick_the_room(
         gateway: Host, caller: BaresipCaller) -> None:  # noqa: F811
@@ -370,14 +353,14 @@ def test_menu_on_the_callers_screen_with_its_prompt_then_rfc4733_digits_pick_the
                   lambda: f"last decoded: {seen.last}\n{gateway.report()}")
     assert first.digit_count == 0 and not first.error
 
-    sent_keys(caller, "125")
+    caller.send_keys("125")
     _wait(lambda: (m := seen.marker()) and m.shows("125"), 20, "125 on the caller's screen",
           lambda: f"last decoded: {seen.last}")
-    sent_keys(caller, "*34")  # * erases the 5
+    caller.send_keys("*34")  # * erases the 5
     typed = _wait(lambda: (m := seen.marker()) and m.shows("1234") and m, 20, "1234 on the caller's screen",
                   lambda: f"last decoded: {seen.last}")
     assert typed.stage == ivr.MEETING and not typed.error
-    sent_keys(caller, "#")
+    caller.send_keys("#")
     _wait(lambda: "join 1234 as alice" in gateway.lines("joins.log"), 30, "the gateway to join room 1234",
           gateway.report)
     entry = gateway.wait_status(lambda g: g.get("room") == "1234", "in room 1234")
@@ -422,11 +405,11 @@ def test_key_1_mutes_the_gateways_microphone_in_the_room_and_unmutes_it(
     gateway.wait_status(lambda g: g.get("room") == "1234", "in room 1234")
     seen = Seen(caller)
     loud = gateway.wait_level(lambda db: db > -40, "the caller's tone in the room page", 40)
-    sent_keys(caller, "1")
+    caller.send_keys("1")
     quiet = gateway.wait_level(lambda db: db < -90, "silence in the room page after key 1")
     _wait(lambda: (f := seen.frame()) and share(f, BADGE, red_badge) > 0.25, 20,
           "the red 'Microphone off' badge on the caller's screen")
-    sent_keys(caller, "1")
+    caller.send_keys("1")
     again = gateway.wait_level(lambda db: db > -40, "the tone back in the room page after key 1 again")
     _wait(lambda: (f := seen.frame()) and share(f, BADGE, red_badge) < 0.02, 20, "the badge gone")
     assert gateway.status()["state"] == "in-call"  # media flowed the whole time: no timeout ended the call

@@ -45,6 +45,8 @@ def test_demo_measures_media_both_ways_then_down_stops_everything(tmp_path: Path
         assert port_open(ip, sip_port) and port_open(ip, web_port)
         assert json.loads(record.read_text())["pids"]
         assert f"dialled sip:1234@sipmediagw.test: answered by {gateway}-" in run.stdout, run.stdout
+        assert "dialled sip:meet@sipmediagw.test (keypad menu): menu on the caller's screen" in run.stdout
+        assert "media flowed both ways in both calls" in run.stdout
         status = json.loads(sipmediagw("status", "--json").stdout)
         pool = {g["name"]: g for g in status["gateways"] if g["name"].startswith(f"{gateway}-")}
         assert set(pool) == {f"{gateway}-1", f"{gateway}-2"}, status

@@ -52,21 +52,20 @@ def test_dial_calls_a_room_system_that_auto_answers_and_bridges_it_into_the_room
 def test_an_audio_only_gateway_offers_no_video_and_carries_audio_both_ways(
         stack: LocalStack, cli: Cli, tmp_path: Path) -> None:
     cli.launched.append("e2e-audio")
-    cli.run("launch", "-r", "1241", "-g", "e2e-audio", "--audio-only", "--timeout", "180")
+    cli.run("launch", "-r", "1239", "-g", "e2e-audio", "--audio-only", "--timeout", "180")
     entry = cli.wait_state("e2e-audio", "ready")
     assert entry["audio_only"] is True
-    with Participant(base_url=stack.base_url, room=1241, tone_hz=ROOM_TONE, name="p1241",
+    with Participant(base_url=stack.base_url, room=1239, tone_hz=ROOM_TONE, name="p1239",
                      workdir=tmp_path / "p") as room, \
             make_caller(stack, tmp_path / "caller", tone=CALLER_TONE) as caller:
         caller.wait_registered(30)
         caller.dial(entry["sip_uri"] if entry["sip_uri"].startswith("sip:") else f"sip:{entry['sip_uri']}")
         caller.wait_established(60)
         assert wait_audible(room, CALLER_TONE, 60), cli.log_tails("e2e-audio")
-        # Only audio was negotiated with the caller, and the room gets no video from the gateway.
-        media = str(caller.command("callstat").get("data", ""))
-        negotiated = media.split("session media:")[-1].split("local media:")[0]
-        assert "audio RTP/AVP" in negotiated and "video" not in negotiated, media
+        # The caller offered video: the gateway declined it (its own offers carry no m=video at all:
+        # tests/docker/test_dialout.py), so the caller decodes no video, and the room gets none from the gateway.
         recording = room.record_remote_audio(tmp_path / "room.wav", ROOM_LISTEN_S)
+        assert not caller.received_video(timeout=5), "the audio-only gateway sent video to the caller"
         assert room.frames_decoded() == 0, "an audio-only gateway published video"
         caller.hangup()
         caller.wait_closed(30)

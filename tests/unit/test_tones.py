@@ -129,3 +129,12 @@ def test_an_unclosed_wav_is_not_complete_but_its_length_is_known(tmp_path: Path)
     assert not wav_complete(growing)
     assert recorded_seconds(growing) == pytest.approx(2.0, abs=0.01)
     assert recorded_seconds(tmp_path / "missing.wav") == 0.0
+
+
+def test_judging_from_an_offset_skips_what_came_before(tmp_path: Path) -> None:
+    """A call that first spoke a menu prompt, then was silent, then carried the room's tone: judge the room part."""
+    samples = sine(3, hz=300) + silence(2) + sine(12)
+    wav = write_mono(tmp_path / "menu-then-room.wav", samples, RATE)
+    assert not check_tone(wav, 440, MAKE_TONE_LEVEL_DB, measure_hz=False).ok
+    later = check_tone(wav, 440, MAKE_TONE_LEVEL_DB, measure_hz=False, after=4.5)
+    assert later.ok and later.onset == pytest.approx(5.0, abs=0.03), later.summary()

@@ -75,14 +75,21 @@
     });
   }
 
+  // Publish the microphone, and the camera when there is one (a phone-like participant, e.g. an audio-only
+  // gateway, has none: asking for it would fail the whole offer with NotFoundError).
   function publish() {
-    publisher.createOffer({
-      tracks: [{ type: "audio", capture: true, recv: false }, { type: "video", capture: true, recv: false }],
-      success: function (jsep) {
-        publisher.send({ message: { request: "configure", audio: true, video: true }, jsep: jsep });
-      },
-      error: fail
-    });
+    navigator.mediaDevices.enumerateDevices().then(function (devices) {
+      const camera = devices.some(function (d) { return d.kind === "videoinput"; });
+      const tracks = [{ type: "audio", capture: true, recv: false }];
+      if (camera) tracks.push({ type: "video", capture: true, recv: false });
+      publisher.createOffer({
+        tracks: tracks,
+        success: function (jsep) {
+          publisher.send({ message: { request: "configure", audio: true, video: camera }, jsep: jsep });
+        },
+        error: fail
+      });
+    }, fail);
   }
 
   function subscribe(feed, display) {
