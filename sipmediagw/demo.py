@@ -406,7 +406,7 @@ def render_report(result: DemoResult) -> str:
         f"  verdict: {'media flowed both ways in both calls' if result.ok else 'MEDIA CHECK FAILED'}",
         "",
         "Where to look:",
-        f"  sipmediagw status                  (the pool: state, room, caller, call duration)",
+        "  sipmediagw status                  (the pool: state, room, caller, call duration)",
         f"  sipmediagw logs {result.pool[0].gateway}            (files: {result.logs_dir}/<gateway>/app.log, err.log)",
         *[f"  {shot}" for shot in call.screenshots if shot.startswith("/")],
         *([f"  {result.logs_dir / result.answered_by}/room-as-gateway-sees-it.png   (the room as the gateway sends "

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import html
 import os
 import socket
 import subprocess
 import sys
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any, Callable
 
@@ -199,16 +197,6 @@ class BrowserSlot:
         elif self.browser is not None:
             with self.browser.lock:
                 self.browser.driver.get("about:blank")
-
-    def show_message(self, text: str) -> None:
-        """Show `text` full screen (the caller sees the room display): how the no-menu gateway talks to callers."""
-        if self.browser is None:
-            return
-        page = ("<!doctype html><meta charset=utf-8><body style='margin:0;background:#123;color:#fff;"
-                "font:40px sans-serif;display:flex;align-items:center;justify-content:center;height:100vh'>"
-                f"<p style='max-width:80%;text-align:center'>{html.escape(text)}</p>")
-        with self.browser.lock:
-            self.browser.driver.get("data:text/html;charset=utf-8," + urllib.parse.quote(page))
 
 
 def routing_of(config: GatewayConfig, drivers: RoomDrivers) -> Routing:

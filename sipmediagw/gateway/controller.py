@@ -102,12 +102,8 @@ class ActiveCall:
         return "outgoing" if self.dialout is not None else "incoming"
 
 
-class MenuCall:
-    """The keypad menu's handle on its call: who called, the dispatcher, and the two ways out (a room, or hang up).
-
-    Methods are called from the controller's thread (inside :meth:`Menu.start`, :meth:`Menu.key` or
-    :meth:`Menu.poll`), like everything else the controller does.
-    """
+class CallHandle:
+    """What the keypad menu and the call watch share about their call: who called, and hang-up with a reason."""
 
     def __init__(self, controller: "Controller", call: ActiveCall) -> None:
         self._controller = controller
@@ -121,6 +117,37 @@ class MenuCall:
     def caller(self) -> str:
         """The caller's display name (as the room will show it)."""
         return self._call.caller
+
+    def hangup(self, reason: str) -> None:
+        """End the call (BYE); `reason` becomes the call's end reason in the state file."""
+        self._controller.hang_up(reason, self._call)
+
+
+class WatchedCall(CallHandle):
+    """The handle a CallWatch gets on its call: who called, where the call is, and hang-up with a reason."""
+
+    @property
+    def active(self) -> bool:
+        """True until the call is over (or no longer this gateway's current call)."""
+        return self._controller.call is self._call
+
+    @property
+    def in_room(self) -> bool:
+        """True while the call is bridged into its room."""
+        return self.active and self._call.stage == IN_ROOM
+
+    @property
+    def target(self) -> RoomTarget | None:
+        """The room the call is in (or joining); None in the keypad menu."""
+        return self._call.target
+
+
+class MenuCall(CallHandle):
+    """The keypad menu's handle on its call: who called, the dispatcher, and the two ways out (a room, or hang up).
+
+    Methods are called from the controller's thread (inside :meth:`Menu.start`, :meth:`Menu.key` or
+    :meth:`Menu.poll`), like everything else the controller does.
+    """
 
     @property
     def caller_uri(self) -> str | None:
@@ -149,10 +176,6 @@ class MenuCall:
     def join(self, target: RoomTarget) -> None:
         """Leave the menu (its stop() is called first) and take the call into `target`'s room."""
         self._controller.join_from_menu(self._call, target)
-
-    def hangup(self, reason: str) -> None:
-        """End the call (BYE); `reason` becomes the call's end reason in the state file."""
-        self._controller.hang_up(reason, self._call)
 
 
 class Menu(Protocol):
@@ -206,41 +229,6 @@ class NoMenu:
     def stop(self) -> None:
         """Forget the call."""
         self.call = None
-
-
-class WatchedCall:
-    """The handle a CallWatch gets on its call: who called, where the call is, and hang-up with a reason."""
-
-    def __init__(self, controller: "Controller", call: ActiveCall) -> None:
-        self._controller = controller
-        self._call = call
-
-    @property
-    def call_id(self) -> str:
-        return self._call.call_id
-
-    @property
-    def caller(self) -> str:
-        return self._call.caller
-
-    @property
-    def active(self) -> bool:
-        """True until the call is over (or no longer this gateway's current call)."""
-        return self._controller.call is self._call
-
-    @property
-    def in_room(self) -> bool:
-        """True while the call is bridged into its room."""
-        return self.active and self._call.stage == IN_ROOM
-
-    @property
-    def target(self) -> RoomTarget | None:
-        """The room the call is in (or joining); None in the keypad menu."""
-        return self._call.target
-
-    def hangup(self, reason: str) -> None:
-        """End the call (BYE); `reason` becomes its end reason in the state file."""
-        self._controller.hang_up(reason, self._call)
 
 
 class CallWatch(Protocol):
