@@ -103,6 +103,8 @@ class Kamailio(DaemonService):
 
     def kamcmd(self, *args: str) -> str:
         """Run one RPC command over this instance's ctl socket and return its output."""
+        if any(arg.startswith("-") for arg in args):
+            raise ValueError(f"kamcmd {args[0]}: an argument starting with '-' would be taken for an option")
         proc = subprocess.run(["kamcmd", "-s", f"unix:{self.ctl_socket}", *args], capture_output=True, text=True,
                               timeout=10)
         if proc.returncode != 0:
