@@ -15,9 +15,8 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -26,6 +25,8 @@ docker = pytest.importorskip("docker")
 from sipmediagw.names import container_name  # noqa: E402
 from sipmediagw.testbed.kamailio import Kamailio  # noqa: E402
 from sipmediagw.testbed.network import docker_bridge_ip, free_port  # noqa: E402
+
+from test_gateway import _wait  # noqa: E402  (one readiness wait for the docker tier)
 
 pytestmark = pytest.mark.docker
 
@@ -58,17 +59,6 @@ class TestRoom(Room):
     def leave(self):
         self.driver.get("about:blank")
 '''
-
-
-def _wait(predicate: Callable[[], Any], timeout: float, what: str, on_fail: Callable[[], str] = lambda: "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout:.0f} s\n{on_fail()}")
-        time.sleep(0.2)
 
 
 class ComposeProject:

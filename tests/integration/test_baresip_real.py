@@ -22,6 +22,7 @@ from sipmediagw.gateway.baresip import BaresipControl, baresip_argv, render_bare
 from sipmediagw.dispatch import RoomTarget
 from sipmediagw.gateway.controller import Controller, Routing
 from sipmediagw.testbed.network import free_port_range
+from sipmediagw.testbed.tones import recorded_seconds
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "baresip"
 LOOPBACK = "127.0.0.1"
@@ -136,17 +137,13 @@ def pump_until(controller: Controller, condition: Any, what: str, gateway: Bares
 
 
 def wait_recorded(caller: Baresip, seconds: float) -> None:
-    """Wait until the caller's decoded-audio dump holds `seconds` of audio (rate/channels from its WAV header)."""
+    """Wait until the caller's decoded-audio dump holds `seconds` of audio (testbed/tones.recorded_seconds)."""
     import time
 
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
-        for dump in caller.record_dir.glob("dump-*-dec.wav"):
-            header = dump.read_bytes()[:44]
-            if len(header) == 44:
-                channels, rate = struct.unpack("<HI", header[22:28])
-                if dump.stat().st_size - 44 >= seconds * rate * channels * 2:
-                    return
+        if any(recorded_seconds(dump) >= seconds for dump in caller.record_dir.glob("dump-*-dec.wav")):
+            return
         time.sleep(0.2)
     raise AssertionError(f"{caller.name}: less than {seconds}s of audio recorded within {WAIT}s")
 
