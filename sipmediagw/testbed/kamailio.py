@@ -22,11 +22,15 @@ class Kamailio(DaemonService):
     `users` (user -> password) turns on digest auth of REGISTER; `tls` = (certificate, key) adds TLS on port + 1.
     `defines` adds config defines (-A): a str value is quoted (`GATEWAY_USERS="^gw[0-9]+$"`), an int is not
     (`POOL_TRY_TIMEOUT=2000`), None defines a bare switch.
+    `media_relay` (an rtpengine ng socket, e.g. "udp:127.0.0.1:22222", see RtpEngine.control_socket) turns on the
+    config's WITH_NAT: NAT handling of signalling and every call's media through that relay; `defines` may still
+    override its other settings (e.g. NAT_PING_INTERVAL).
     """
 
     def __init__(self, *, domain: str, listen: Sequence[str], port: int = 5060, workdir: Path,
                  users: Mapping[str, str] | None = None, tls: tuple[Path, Path] | None = None,
-                 config: Path = KAMAILIO_CFG, defines: Mapping[str, str | int | None] | None = None) -> None:
+                 config: Path = KAMAILIO_CFG, defines: Mapping[str, str | int | None] | None = None,
+                 media_relay: str | None = None) -> None:
         if not listen:
             raise ValueError("Kamailio needs at least one listen address")
         self.domain = domain
@@ -38,6 +42,7 @@ class Kamailio(DaemonService):
         self.tls = tls
         self.config = config
         self.defines = dict(defines or {})
+        self.media_relay = media_relay
         self.pidfile = self.workdir / "kamailio.pid"
         self.ctl_socket = self.workdir / "kamailio.ctl"
         self.log_path = self.workdir / "kamailio.log"
@@ -52,7 +57,12 @@ class Kamailio(DaemonService):
             argv += ["-A", "WITH_AUTH"]
         if self.tls:
             argv += ["-A", "WITH_TLS", "-A", f'TLS_CONFIG="{self.workdir / "tls.cfg"}"']
-        for name, value in self.defines.items():
+        defines: dict[str, str | int | None] = {}
+        if self.media_relay:
+            defines.update({"WITH_NAT": None, "RTPENGINE_SOCK": self.media_relay,
+                            "NAT_PING_FROM": f"sip:keepalive@{self.domain}"})
+        defines.update(self.defines)  # a define given twice would stop Kamailio ("already defined")
+        for name, value in defines.items():
             if value is None:
                 argv += ["-A", name]
             elif isinstance(value, int):

@@ -2,7 +2,8 @@
 
 Gateway containers sit on the default Docker bridge, so every service they talk to listens on the bridge's host
 address (e.g. 172.17.0.1): Kamailio for SIP, Janus for the room. The SIP caller runs on the host on that address too,
-so its RTP reaches the containers directly.
+so its RTP reaches the containers directly. With `nat_relay`, an rtpengine on that address relays every call's media
+(docs/kamailio.cfg's WITH_NAT), as it must for gateways behind NAT (e.g. on other Swarm nodes).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from types import TracebackType
 from .janus import JanusServer
 from .kamailio import Kamailio
 from .network import BridgeKeeper, docker_bridge_ip
+from .rtpengine import RtpEngine
 
 SIP_DOMAIN = "sipmediagw.test"
 
@@ -34,10 +36,14 @@ class SipUser:
 
 
 class LocalStack:
-    """Bridge keeper + Kamailio (digest auth for `gateways` gateway accounts and one caller) + Janus VideoRoom."""
+    """Bridge keeper + Kamailio (digest auth for `gateways` gateway accounts and one caller) + Janus VideoRoom.
+
+    `nat_relay` adds an rtpengine on the bridge address and runs Kamailio with WITH_NAT: every call's media then
+    crosses that relay (`self.rtpengine`), and gateways behind NAT are reachable.
+    """
 
     def __init__(self, workdir: Path, *, gateways: int = 2, callers: int = 1, sip_port: int = 5060,
-                 janus_http_port: int = 8088, janus_web_port: int = 8000) -> None:
+                 janus_http_port: int = 8088, janus_web_port: int = 8000, nat_relay: bool = False) -> None:
         self.workdir = Path(workdir)
         self.ip = docker_bridge_ip()
         self.sip_port = sip_port
@@ -47,8 +53,11 @@ class LocalStack:
                              for i in range(callers)]
         self.caller_user = self.caller_users[0]
         self.bridge = BridgeKeeper()
+        # The relay's control socket stays on loopback (only Kamailio talks to it); its media ports are on the bridge.
+        self.rtpengine = RtpEngine(interface=self.ip, workdir=self.workdir / "rtpengine") if nat_relay else None
         self.kamailio = Kamailio(domain=SIP_DOMAIN, listen=[self.ip], port=sip_port, workdir=self.workdir / "kamailio",
-                                 users={u.user: u.password for u in [*self.gateway_users, *self.caller_users]})
+                                 users={u.user: u.password for u in [*self.gateway_users, *self.caller_users]},
+                                 media_relay=self.rtpengine.control_socket if self.rtpengine else None)
         self.janus = JanusServer(listen_ip=self.ip, workdir=self.workdir / "janus", http_port=janus_http_port,
                                  web_port=janus_web_port)
 
@@ -84,6 +93,8 @@ class LocalStack:
         """Start everything; on failure stop what was started."""
         try:
             self.bridge.start()  # Janus cannot bind/gather on a bridge without carrier
+            if self.rtpengine:
+                self.rtpengine.start()  # before Kamailio: its first call must find the relay answering
             self.kamailio.start()
             self.janus.start()
         except BaseException:
@@ -92,7 +103,9 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop everything (idempotent)."""
-        for part in (self.janus, self.kamailio, self.bridge):
+        for part in (self.janus, self.kamailio, self.rtpengine, self.bridge):
+            if part is None:
+                continue
             try:
                 part.stop()
             except Exception:  # noqa: BLE001 - best effort: stop the others anyway
@@ -100,7 +113,10 @@ class LocalStack:
 
     def tails(self) -> str:
         """Log tails of the services, for failure reports."""
-        return f"--- kamailio ---\n{self.kamailio.tail(40)}\n--- janus ---\n{self.janus.tail(40)}"
+        tails = f"--- kamailio ---\n{self.kamailio.tail(40)}\n--- janus ---\n{self.janus.tail(40)}"
+        if self.rtpengine:
+            tails += f"\n--- rtpengine ---\n{self.rtpengine.tail(40)}"
+        return tails
 
     def __enter__(self) -> "LocalStack":
         self.start()
