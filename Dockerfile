@@ -1,5 +1,6 @@
 # sipmediagw gateway image: one container = one gateway (Xvfb x2, PulseAudio, baresip, Chromium, Python supervisor).
-# Debian packages only (no PyPI, no downloads): see docs/container.md. Build with the classic builder:
+# Debian packages only (no PyPI, no downloads): see docs/container.md. Build with `sipmediagw build` (it sends the
+# allow-list of sipmediagw/buildcontext.py), or with the classic builder (.dockerignore lets through the same files):
 #   DOCKER_BUILDKIT=0 docker build -t sipmediagw:latest .
 # Hosts without a registry make the base image offline first: docker/make-base-image.sh
 ARG BASE_IMAGE=debian:bookworm-slim
@@ -42,8 +43,8 @@ RUN groupadd --gid 10001 gw \
 
 # Default drivers and templates; `sipmediagw launch` mounts the host's folders over them (read-only).
 COPY browsing/ /opt/sipmediagw/browsing/
-COPY baresip/ /opt/sipmediagw/baresip/
-COPY docker/ /opt/sipmediagw/docker/
+COPY baresip/config_default /opt/sipmediagw/baresip/config_default
+COPY docker/pulse/ /opt/sipmediagw/docker/pulse/
 # The package alone under lib/ (on PYTHONPATH): /opt/sipmediagw/docker must not shadow docker-py as a namespace package.
 COPY sipmediagw/ /opt/sipmediagw/lib/sipmediagw/
 

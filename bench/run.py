@@ -3,7 +3,7 @@
     python3 -m bench.run [--out bench/results.json]
 
 Starts its own Kamailio + Janus on free ports of the Docker bridge address, launches gateways named `bench-*` with
-a private logs folder and lock file, places real calls (baresip caller -> Kamailio -> gateway -> Janus room ->
+a private logs folder, places real calls (baresip caller -> Kamailio -> gateway -> Janus room ->
 headless Chromium participant), prints a summary and writes JSON. Everything it started is stopped at the end, also
 on failure or Ctrl-C. Not a test: nothing here asserts a time. See docs/benchmarks.md.
 """
@@ -282,7 +282,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     stack.start()
     settings = load_settings(overrides={
         "image": IMAGE, "platform": "janus", "base_url": stack.base_url, "accounts_file": stack.accounts_file(),
-        "logs_dir": workdir / "logs", "lock_file": workdir / "sipmediagw.lock", "media": "userspace",
+        "logs_dir": workdir / "logs", "media": "userspace",
         "ready_timeout": 180,
         # The default budget admits one video gateway on 2 cores; step 6 deliberately runs two to show why.
         "cpu_per_gateway": 0.5})

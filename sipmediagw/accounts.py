@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from .errors import ConfigError, FileLineError
+from .sipuri import account_identity
 
 REDACTED = "***"
 _LINE = re.compile(r'^(?:"(?P<display>[^"]*)"\s*)?<(?P<uri>[^<>]+)>(?P<params>.*)$')
@@ -122,7 +123,8 @@ def parse_account_line(text: str, path: str = "<accounts>", line_no: int = 1) ->
 def parse_accounts(text: str, path: str = "<accounts>") -> list[Account]:
     """Parse a whole accounts file: ``#`` comments and blank lines ignored, one account per remaining line.
 
-    The same SIP URI twice is an error (two gateways cannot register the same account).
+    The same account twice is an error (two gateways cannot register the same account), however it is spelled:
+    ``sip:x@example.org`` and ``sip:x@Example.org:5060`` are one (sipuri.account_identity).
     """
     accounts: list[Account] = []
     seen: dict[str, int] = {}
@@ -130,9 +132,10 @@ def parse_accounts(text: str, path: str = "<accounts>") -> list[Account]:
         if not raw.strip() or raw.lstrip().startswith("#"):
             continue
         account = parse_account_line(raw, path, line_no)
-        if account.sip_uri in seen:
-            raise FileLineError(path, line_no, f"{account.sip_uri} is already used on line {seen[account.sip_uri]}")
-        seen[account.sip_uri] = line_no
+        identity = account_identity(account.sip_uri)
+        if identity in seen:
+            raise FileLineError(path, line_no, f"{account.sip_uri} is already used on line {seen[identity]}")
+        seen[identity] = line_no
         accounts.append(account)
     return accounts
 

@@ -1,19 +1,15 @@
 """Who holds what, and picking a free slot + SIP account for a new gateway.
 
-The only record of what is held is the labels of gateway containers that still hold resources (created, running,
-paused); a gateway that died frees its slot and account by ceasing to run. The host-wide lock only serialises the
-short "read labels -> pick -> create the labelled container" step between concurrent ``launch`` processes; the
-kernel drops it when the process dies, so it can never be left stale.
+What is held is read from the engine: the labels of gateways that still hold resources (containers created,
+running or paused; swarm services) and the live claims (sipmediagw/claims.py). `allocate` only *proposes*; the
+launcher then claims the proposal through the engine, which settles races between concurrent launches, and asks
+again when it lost one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
-import os
-from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from . import labels
 from .accounts import Account
@@ -84,11 +80,12 @@ def free_resources(
     discovery: Discovery,
     holdings: Iterable[Holding],
     budget: Budget,
-    host: HostResources,
+    host: HostResources | None,
 ) -> FreeResources:
-    """What is left once the holdings are taken away; slots are also capped by CPU/memory capacity."""
+    """What is left once the holdings are taken away; slots are also capped by CPU/memory capacity (`host` None: a
+    scheduler admits gateways, as Swarm does, and every account has a slot)."""
     holdings = list(holdings)
-    fits = capacity(budget, host)
+    fits = capacity(budget, host) if host is not None else len(accounts) + len(holdings)
     held_slots = {h.slot for h in holdings if h.media == media and h.slot is not None}
     held_accounts = {h.account for h in holdings}
     slots = [s for s in slot_indices(media, accounts, discovery, fits) if s not in held_slots]
@@ -102,9 +99,10 @@ def allocate(
     discovery: Discovery,
     holdings: Iterable[Holding],
     budget: Budget,
-    host: HostResources,
+    host: HostResources | None,
 ) -> Allocation:
-    """Pick the lowest free slot and the first free account; ResourceError says exactly what is missing."""
+    """Pick the lowest free slot and the first free account; ResourceError says exactly what is missing. `host`
+    None: no admission here (a scheduler does it)."""
     holdings = list(holdings)
     if not accounts:
         raise ResourceError("the accounts file has no account line: one SIP account is needed per gateway")
@@ -113,7 +111,8 @@ def allocate(
     if not free_accounts:
         users = ", ".join(sorted(h.gateway for h in holdings if h.account)) or "-"
         raise ResourceError(f"no free SIP account: all {len(accounts)} account(s) are in use (gateways: {users})")
-    all_slots = slot_indices(media, accounts, discovery, capacity(budget, host))
+    fits = capacity(budget, host) if host is not None else len(accounts)
+    all_slots = slot_indices(media, accounts, discovery, fits)
     if media == "kernel" and not all_slots:
         raise ResourceError(
             "kernel media mode needs snd-aloop and v4l2loopback devices and none were found "
@@ -121,25 +120,10 @@ def allocate(
         )
     held_slots = {h.slot for h in holdings if h.media == media and h.slot is not None}
     free_slots = [s for s in all_slots if s not in held_slots]
-    admit(budget, host, running=len(holdings))
+    if host is not None:
+        admit(budget, host, running=len(holdings))
     if not free_slots:
         raise ResourceError(f"no free {media} slot: all {len(all_slots)} slot(s) are in use")
     slot = free_slots[0]
     device_slot = next((s for s in discovery.slots if s.index == slot), None) if media == "kernel" else None
     return Allocation(media, slot, free_accounts[0], device_slot)
-
-
-@contextlib.contextmanager
-def host_lock(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Hold an exclusive flock on `path` (created if needed) for the duration of the block."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as exc:
-        raise ConfigError(f"cannot open the allocation lock file {path}: {exc.strerror} (setting lock_file)") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing drops the flock

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import click
 
-from . import __version__, dialout, dockerops, labels
+from . import __version__, buildcontext, dialout, dockerops
 from .accounts import load_accounts, redact_text
 from .devices import discover
 from .doctor import render_report, run_checks
@@ -33,6 +33,8 @@ from .names import validate_gateway_name, validate_room_name
 from .resources import sample_host
 from .settings import MEDIA_MODES, Settings, load_settings, project_root
 from .sipuri import check_dial_uri
+from .backends import Backend, select_backend
+from .settings import BACKENDS
 from .status import gather, render_table
 
 #: documented in docs/cli.md (generated from this table)
@@ -64,7 +66,10 @@ SETTING_DOCS: dict[str, str] = {
     "baresip_dir": "holds config_default, the baresip template (mounted ro, alone)",
     "sysroot": "where /proc/asound and /sys are read (`--sysroot`)",
     "media": "auto, kernel or userspace (`--media`)",
-    "lock_file": "host-wide allocation lock (flock); in $TMPDIR where /run/lock is not writable",
+    "backend": "where gateways run: `engine` (a container each on the Docker engine of DOCKER_HOST), `swarm` (a "
+               "service each on the swarm DOCKER_HOST manages), `auto` (swarm on a swarm manager) (`--backend`)",
+    "constraints": "swarm: placement constraints of gateway services, e.g. [node.labels.sipmediagw==yes]; "
+                   "environment: comma-separated (`--constraint`)",
     "cpu_per_gateway": "cores budgeted per gateway",
     "memory_per_gateway": "memory budgeted per gateway (512M, 1G, bytes)",
     "ready_timeout": "seconds `launch` waits for ready (`--timeout`)",
@@ -125,7 +130,11 @@ class Cli(click.Group):
 
 
 def _settings(ctx: click.Context, **overrides: Any) -> Settings:
-    return load_settings(ctx.obj.get("config"), overrides=overrides)
+    return load_settings(ctx.obj.get("config"), overrides={"backend": ctx.obj.get("backend"), **overrides})
+
+
+def _backend(settings: Settings, client: Any) -> Backend:
+    return select_backend(client, settings.backend)
 
 
 def _docker(ctx: click.Context) -> Any:
@@ -154,11 +163,14 @@ image_option = click.option("--image", help="Gateway image (default sipmediagw:l
 @click.version_option(__version__, "--version", prog_name="sipmediagw")
 @click.option("--config", type=click.Path(dir_okay=False),
               help="YAML settings file (default: ./sipmediagw.yaml, ~/.config/sipmediagw/, /etc/sipmediagw/).")
+@click.option("--backend", type=click.Choice(BACKENDS),
+              help="Where gateways run: engine (containers), swarm (services), auto (swarm on a swarm manager).")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None) -> None:
+def cli(ctx: click.Context, config: str | None, backend: str | None) -> None:
     """Run SIP <-> web-conference gateways, one Docker container each.
 
-    Settings: built-in defaults < YAML file < SIPMEDIAGW_* environment < flags.
+    Settings: built-in defaults < YAML file < SIPMEDIAGW_* environment < flags. The Docker engine is the one of
+    DOCKER_HOST (local socket, tcp:// with TLS, ssh://); on a swarm manager gateways are swarm services.
 
     \b
     Example:
@@ -168,6 +180,7 @@ def cli(ctx: click.Context, config: str | None) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj.setdefault("config", config)
+    ctx.obj.setdefault("backend", backend)
 
 
 @cli.command("launch")
@@ -189,26 +202,39 @@ def cli(ctx: click.Context, config: str | None) -> None:
 @click.option("--once/--no-once", default=None, help="Exit after the first call (the seed's behaviour).")
 @click.option("--audio-only/--with-video", "audio_only", default=None,
               help="No video: no m=video in the SDP, no caller display, no camera; the browser publishes audio only.")
+@click.option("--constraint", "constraints", multiple=True, metavar="EXPR",
+              help="Swarm: place the gateway only on matching nodes, e.g. node.labels.sipmediagw==yes (repeatable).")
 @click.pass_context
 def launch_command(ctx: click.Context, room: str | None, gateway: str, count: int | None, wait: bool,
-                   **options: Any) -> None:
+                   constraints: tuple[str, ...], **options: Any) -> None:
     """Start a gateway: in a fixed ROOM, or a pool.
 
     Each gateway runs on a free SIP account. With -r, every call joins ROOM. Without it, a pool gateway's calls each name their room: the dialled sip:MEETING@domain gives it by the dispatch rules
     (docs/dialplan.md); a call to the gateway's own address or to the service user opens the keypad menu.
 
-    Takes the host-wide allocation lock, picks a free slot and account, checks CPU/memory headroom, starts the
-    container, then waits for it to be ready. On failure nothing is left running; with --count, the gateways that
-    started before one could not (e.g. no free account) keep running and are listed.
+    Claims a free SIP account (and slot) through the Docker engine, so concurrent launches on any host never share
+    one; checks CPU/memory headroom (on a swarm: Swarm's scheduler admits and places by the per-gateway budget);
+    starts the container (swarm: service), then waits for it to be ready. On failure or SIGTERM nothing is left
+    running; with --count, the gateways that started before one could not (e.g. no free account) keep running and
+    are listed.
 
     \b
     Example:
       sipmediagw launch -r testroom -g gw1 --platform jitsi --domain https://meet.example.org
       sipmediagw launch -g pool --count 4 --platform janus --domain https://janus.example.org
     """
-    settings = _settings(ctx, **options)
+    from .settings import check_constraint
+
+    try:
+        checked = tuple(check_constraint(c) for c in constraints) or None
+    except ValueError as exc:
+        raise ValidationError(f"--constraint: {exc}") from None
+    settings = _settings(ctx, constraints=checked, **options)
     client = _docker(ctx)
     sampler = ctx.obj.get("host_sampler") or sample_host
+    # SIGTERM (a service manager, `timeout`, kill) while waiting: unwind like Ctrl-C, so the launcher removes the
+    # gateway and its claims instead of leaving a container that holds an account
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     if count is not None:
         if room is not None:
             raise click.UsageError("--count starts pool gateways: it cannot be combined with -r/--room")
@@ -226,12 +252,17 @@ def launch_command(ctx: click.Context, room: str | None, gateway: str, count: in
                           host_sampler=sampler))
 
 
+def _raise_interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def _echo_launched(result: LaunchResult) -> None:
     state = "ready" if result.ready else "started (not waiting for ready)"
     where = f"in room {result.room} ({result.platform})" if result.room is not None else \
         "as a pool gateway (each call names its room)"
     audio = ", audio only" if result.audio_only else ""
-    click.echo(f"gateway {result.gateway} {state} {where}, slot {result.slot} ({result.media}{audio})")
+    node = f", on {result.node}" if result.node and result.backend == "swarm" else ""
+    click.echo(f"gateway {result.gateway} {state} {where}, slot {result.slot} ({result.media}{audio}){node}")
     click.echo(f"call: {result.sip_uri}")
 
 
@@ -255,14 +286,15 @@ def stop_command(ctx: click.Context, name: str | None, stop_every: bool, stop_ti
         raise click.UsageError("give a gateway NAME or --all (not both)")
     settings = _settings(ctx, stop_timeout=stop_timeout)
     client = _docker(ctx)
+    backend = _backend(settings, client)
     if stop_every:
-        stopped = stop_all(client, settings.stop_timeout, progress=_progress)
+        stopped = stop_all(client, settings.stop_timeout, progress=_progress, backend=backend)
         click.echo(f"stopped {len(stopped)} gateway(s)" + (f": {', '.join(stopped)}" if stopped else ""))
         return
     assert name is not None
     validate_gateway_name(name)
     _progress(f"stopping {name} (up to {settings.stop_timeout} s)")
-    stop_gateway(client, name, settings.stop_timeout)
+    stop_gateway(client, name, settings.stop_timeout, backend=backend)
     click.echo(f"stopped {name}")
 
 
@@ -295,7 +327,9 @@ def status_command(ctx: click.Context, as_json: bool, no_stats: bool, **options:
         # What runs is still worth showing: only the free-account count depends on the file.
         click.echo(f"Warning: {redact_text(str(exc))}; free accounts counted as 0", err=True)
         accounts = []
-    result = gather(settings, client, accounts, discover(settings.sysroot), _host(ctx), with_stats=not no_stats)
+    backend = _backend(settings, client)
+    discovery = discover(settings.sysroot) if backend.kind == "engine" else None
+    result = gather(settings, client, accounts, discovery, _host(ctx), with_stats=not no_stats, backend=backend)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     else:
@@ -331,6 +365,13 @@ def dial_command(ctx: click.Context, name: str, uri: str, room: str | None, answ
     if room is not None:
         validate_room_name(room)
     client = _docker(ctx)
+    backend = _backend(_settings(ctx), client)
+    if backend.kind == "swarm" and dockerops.find_gateway(client, name) is None:
+        handle = backend.find(name)
+        if handle is not None:  # it runs, but on another node: a manager cannot exec into it
+            node = backend.observe(handle).node or "another node"
+            raise GatewayNotFound(f"gateway {name} runs on swarm node {node}: `dial` reaches it through docker exec, "
+                                  f"which works only on that node's engine (set DOCKER_HOST to {node}'s engine)")
     try:
         result = dialout.dial(client, name, uri, room, answer_timeout, progress=_progress)
     except DialFailed as exc:
@@ -344,23 +385,9 @@ def dial_command(ctx: click.Context, name: str, uri: str, room: str | None, answ
                + (f" ({result.platform})" if result.platform else ""))
 
 
-def _follow(path: Path, alive: Callable[[], bool], interval: float = 0.5) -> Iterator[str]:
-    """Yield text appended to `path` until `alive()` turns false (checked when nothing new arrives)."""
-    with open(path, "r", encoding="utf-8", errors="replace") as handle:
-        handle.seek(0, 2)
-        while True:
-            chunk = handle.read()
-            if chunk:
-                yield chunk
-                continue
-            if not alive():
-                return
-            time.sleep(interval)
-
-
 @cli.command("logs")
 @click.argument("name")
-@click.option("--err", "error_log", is_flag=True, help="Show the error log (err.log) instead of app.log.")
+@click.option("--err", "error_log", is_flag=True, help="Show the error log (err.log) instead of the app log.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the gateway stops (or Ctrl-C).")
 @click.option("--tail", type=int, default=50, show_default=True, metavar="N", help="Lines of history (0: none).")
 @logs_option
@@ -368,7 +395,8 @@ def _follow(path: Path, alive: Callable[[], bool], interval: float = 0.5) -> Ite
 def logs_command(ctx: click.Context, name: str, error_log: bool, follow: bool, tail: int, logs_dir: str | None) -> None:
     """Print the app log (or --err the error log) of gateway NAME.
 
-    Works after the gateway stopped too: logs stay in the host's log folder.
+    Read through the Docker engine (a remote DOCKER_HOST too; on a swarm, the current task's log wherever it runs).
+    A gateway of the local engine that was stopped: its log folder on this host is read instead.
 
     \b
     Example:
@@ -379,32 +407,25 @@ def logs_command(ctx: click.Context, name: str, error_log: bool, follow: bool, t
         raise ValidationError("--tail must be >= 0")
     validate_gateway_name(name)
     settings = _settings(ctx, logs_dir=logs_dir)
-    container = None
+    handle = backend = None
     try:
-        container = dockerops.find_gateway(_docker(ctx), name)
+        backend = _backend(settings, _docker(ctx))
+        handle = backend.find(name)
     except DockerUnavailable:
-        pass  # logs are files on the host: still readable without the daemon
-    folder = Path(container.labels[labels.LOGS]) if container and container.labels.get(labels.LOGS) \
-        else log_folder(settings, name)
-    path = folder / ("err.log" if error_log else "app.log")
-    if container is None and not folder.is_dir():
-        raise GatewayNotFound(f"no gateway named {name!r} and no log folder {folder}")
-    if not path.is_file():
-        if container is not None and not error_log:
-            click.echo(redact_text(dockerops.container_logs(container, tail)), nl=False)
+        pass  # a stopped local gateway's logs are files on this host: still readable without the engine
+    try:
+        if handle is not None and backend is not None:
+            for line in backend.logs(handle, tail, follow, error_log):
+                click.echo(redact_text(line))
             return
-        raise GatewayNotFound(f"{path} does not exist (yet)")
-    for line in tail_file(path, tail):
-        click.echo(redact_text(line))
-    if follow:
-        def alive() -> bool:
-            return container is not None and dockerops.refresh(container) is not None \
-                and container.status == "running"
-        try:
-            for chunk in _follow(path, alive):
-                click.echo(redact_text(chunk), nl=False)
-        except KeyboardInterrupt:
-            pass
+        folder = log_folder(settings, name)
+        path = folder / ("err.log" if error_log else "app.log")
+        if not path.is_file():
+            raise GatewayNotFound(f"no gateway named {name!r} and no log file {path}")
+        for line in tail_file(path, tail):
+            click.echo(redact_text(line))
+    except KeyboardInterrupt:
+        pass
 
 
 @cli.command("doctor")
@@ -435,10 +456,12 @@ def doctor_command(ctx: click.Context, **options: Any) -> None:
 @image_option
 @click.option("--build-arg", "build_args", multiple=True, metavar="KEY=VALUE", help="Passed to the Dockerfile.")
 @click.option("--path", "context_path", type=click.Path(file_okay=False, exists=True),
-              help="Build context holding the Dockerfile (default: the project root).")
+              help="A folder to send whole as the build context, holding a Dockerfile (its .dockerignore applies). "
+                   "Default: only the files the gateway image needs, from the source tree or the installed package.")
 @click.pass_context
 def build_command(ctx: click.Context, image: str | None, build_args: tuple[str, ...], context_path: str | None) -> None:
-    """Build the gateway image from the project's Dockerfile (classic builder, progress on stderr).
+    """Build the gateway image (classic builder, progress on stderr). Works from any folder: the Dockerfile, the
+    drivers and the templates come with sipmediagw; the context is an allow-list, so no accounts file enters it.
 
     \b
     Example:
@@ -452,11 +475,15 @@ def build_command(ctx: click.Context, image: str | None, build_args: tuple[str, 
         if not sep or not key:
             raise ValidationError(f"--build-arg {item!r}: expected KEY=VALUE")
         args[key] = value
-    path = Path(context_path) if context_path else project_root()
-    if not (path / "Dockerfile").is_file():
-        raise ConfigError(f"no Dockerfile in {path}")
+    context: str | bytes
+    if context_path:
+        if not (Path(context_path) / "Dockerfile").is_file():
+            raise ConfigError(f"no Dockerfile in {context_path}")
+        context = context_path
+    else:
+        context = buildcontext.context_tar()
     client = _docker(ctx)
-    for line in dockerops.build_image(client, str(path), settings.image, args):
+    for line in dockerops.build_image(client, context, settings.image, args):
         click.echo(line, err=True)
     click.echo(f"built {settings.image}")
 
@@ -530,7 +557,10 @@ def cli_reference() -> str:
         "",
         "Built-in defaults < YAML file (`--config FILE`, `$SIPMEDIAGW_CONFIG`, else the first of `./sipmediagw.yaml`, "
         "`~/.config/sipmediagw/sipmediagw.yaml`, `/etc/sipmediagw/sipmediagw.yaml`) < environment < flags. "
-        "Unknown YAML keys are errors (file:line).",
+        "Unknown YAML keys are errors (file:line). `<project>` is the source tree sipmediagw runs from; installed "
+        "with `pip install` (no source tree), the drivers and the baresip template default to the copies shipped "
+        "in the package, `logs_dir` to `$XDG_STATE_HOME/sipmediagw/logs` (`~/.local/state/sipmediagw/logs`) and "
+        "`accounts_file` to `./baresip/accounts`.",
         "",
         "| YAML key | environment | default | meaning |",
         "|---|---|---|---|",

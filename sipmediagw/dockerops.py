@@ -7,6 +7,7 @@ retried and cleanup paths never fail on their own.
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import time
 from typing import Any, Iterator
@@ -24,13 +25,15 @@ HOLDING_STATES = ("created", "running", "restarting", "paused")
 
 
 def connect(client: docker.DockerClient | None = None) -> docker.DockerClient:
-    """A client for the local daemon (DOCKER_HOST honoured); DockerUnavailable if it does not answer."""
+    """A client for the engine of DOCKER_HOST (local socket, tcp:// with DOCKER_TLS_VERIFY/DOCKER_CERT_PATH, or
+    ssh:// through the `ssh` client, so no paramiko is needed); DockerUnavailable if it does not answer."""
+    where = os.environ.get("DOCKER_HOST") or "the local socket"
     try:
-        client = client or docker.from_env(timeout=120)
+        client = client or docker.from_env(timeout=120, use_ssh_client=where.startswith("ssh://"))
         client.ping()
     except Exception as exc:  # docker-py raises several unrelated types here
         raise DockerUnavailable(
-            f"cannot reach the Docker daemon ({exc.__class__.__name__}: {exc}); is dockerd running "
+            f"cannot reach the Docker engine at {where} ({exc.__class__.__name__}: {exc}); is dockerd running "
             "(systemctl start docker) and may this user use it (group docker)?"
         ) from exc
     return client
@@ -38,11 +41,12 @@ def connect(client: docker.DockerClient | None = None) -> docker.DockerClient:
 
 def list_gateways(client: docker.DockerClient, include_stopped: bool = True) -> list[Container]:
     """Every container carrying our managed label."""
-    try:
-        return client.containers.list(all=include_stopped, filters={"label": f"{labels.MANAGED}=true"})
-    except docker.errors.NotFound:
-        # a container removed between the list and its inspect: list again
-        return client.containers.list(all=include_stopped, filters={"label": f"{labels.MANAGED}=true"})
+    for _ in range(4):
+        try:
+            return client.containers.list(all=include_stopped, filters={"label": f"{labels.MANAGED}=true"})
+        except docker.errors.NotFound:
+            continue  # a container removed between the list and its inspect (concurrent launches): list again
+    return client.containers.list(all=include_stopped, filters={"label": f"{labels.MANAGED}=true"})
 
 
 def holds_resources(container: Container) -> bool:
@@ -52,10 +56,16 @@ def holds_resources(container: Container) -> bool:
 
 def find_gateway(client: docker.DockerClient, gateway: str) -> Container | None:
     """The container of gateway `gateway` (by label), or None."""
-    found = client.containers.list(
-        all=True, filters={"label": [f"{labels.MANAGED}=true", f"{labels.GATEWAY}={gateway}"]}
-    )
-    return found[0] if found else None
+    # the summary listing, then one inspect: a container removed in between (a concurrent launch giving up) is
+    # skipped instead of failing the lookup
+    wanted = [f"{labels.MANAGED}=true", f"{labels.GATEWAY}={gateway}"]
+    found = client.api.containers(all=True, filters={"label": wanted})
+    for summary in found:
+        try:
+            return client.containers.get(summary["Id"])
+        except docker.errors.NotFound:
+            continue
+    return None
 
 
 def image_present(client: docker.DockerClient, image: str) -> bool:
@@ -147,11 +157,16 @@ def container_stats(container: Container) -> dict[str, Any] | None:
 
 
 def build_image(
-    client: docker.DockerClient, path: str, tag: str, buildargs: dict[str, str] | None = None
+    client: docker.DockerClient, context: str | bytes, tag: str, buildargs: dict[str, str] | None = None
 ) -> Iterator[str]:
-    """Build `tag` from the Dockerfile in `path` with the classic builder; yield progress lines."""
+    """Build `tag` with the classic builder; yield progress lines. `context`: a folder holding a Dockerfile (its
+    .dockerignore applies), or an uncompressed tar of the context (buildcontext.context_tar)."""
+    if isinstance(context, bytes):
+        source: dict[str, Any] = {"fileobj": io.BytesIO(context), "custom_context": True}
+    else:
+        source = {"path": context}
     try:
-        for chunk in client.api.build(path=path, tag=tag, buildargs=buildargs or {}, rm=True, decode=True):
+        for chunk in client.api.build(**source, tag=tag, buildargs=buildargs or {}, rm=True, decode=True):
             if "error" in chunk:
                 raise DockerUnavailable(f"image build failed: {chunk['error'].strip()}")
             text = chunk.get("stream") or chunk.get("status")

@@ -9,6 +9,7 @@ import docker
 
 from . import dockerops
 from .accounts import load_accounts
+from .backends import is_swarm_manager
 from .allocator import choose_media
 from .devices import discover, provisioning_commands
 from .errors import SipMediaGwError
@@ -35,6 +36,7 @@ class Report:
     checks: list[Check]
     media: str
     gateways_possible: int
+    backend: str = "engine"
 
     @property
     def healthy(self) -> bool:
@@ -58,6 +60,21 @@ def run_checks(
         checks.append(Check("docker", FAIL, str(exc), [
             "apt-get install docker.io", "systemctl start docker   # or: dockerd &",
         ]))
+    swarm = False
+    if client is not None and settings.backend != "engine":
+        try:
+            swarm = is_swarm_manager(client)
+        except SipMediaGwError as exc:
+            checks.append(Check("swarm", FAIL, str(exc)))
+        if settings.backend == "swarm" and not swarm:
+            checks.append(Check("swarm", FAIL, "backend swarm, but this engine is not a swarm manager", [
+                "docker swarm init --advertise-addr <this host's address>   # or point DOCKER_HOST at a manager"]))
+    if client is not None and swarm:
+        accounts_for_fit = _accounts_quietly(settings)
+        swarm_checks, fits = swarm_report(client, settings)
+        checks.extend(swarm_checks)
+        checks.extend(_accounts_checks(settings))
+        return Report(checks, "userspace", max(0, min(fits, len(accounts_for_fit))), backend="swarm")
     if client is not None:
         if dockerops.image_present(client, settings.image):
             checks.append(Check("image", OK, f"image {settings.image} present"))
@@ -67,18 +84,8 @@ def run_checks(
                 f"sipmediagw build --image {settings.image}",
             ]))
 
-    try:
-        accounts = load_accounts(settings.accounts_file)
-        if accounts:
-            checks.append(Check("accounts", OK, f"{len(accounts)} SIP account(s) in {settings.accounts_file}"))
-        else:
-            checks.append(Check("accounts", FAIL, f"{settings.accounts_file} has no account line",
-                                ["add one line per gateway, see baresip/accounts.example"]))
-    except SipMediaGwError as exc:
-        accounts = []
-        checks.append(Check("accounts", FAIL, str(exc), [
-            f"cp baresip/accounts.example {settings.accounts_file}   # then edit: one account line per gateway",
-        ]))
+    checks.extend(_accounts_checks(settings))
+    accounts = _accounts_quietly(settings)
 
     discovery = discover(settings.sysroot)
     wanted = max(1, len(accounts))
@@ -132,5 +139,76 @@ def render_report(report: Report) -> str:
         if check.status != OK and check.fix:
             lines.append("       fix:")
             lines.extend(f"         {command}" for command in check.fix)
-    lines.append(f"=> {report.gateways_possible} gateway(s) can run on this host ({report.media} media)")
+    where = "on this swarm's nodes" if report.backend == "swarm" else "on this host"
+    lines.append(f"=> {report.gateways_possible} gateway(s) can run {where} ({report.media} media)")
     return "\n".join(lines)
+
+
+def _accounts_quietly(settings: Settings) -> list:
+    try:
+        return load_accounts(settings.accounts_file)
+    except SipMediaGwError:
+        return []
+
+
+def _accounts_checks(settings: Settings) -> list[Check]:
+    try:
+        accounts = load_accounts(settings.accounts_file)
+    except SipMediaGwError as exc:
+        return [Check("accounts", FAIL, str(exc), [
+            f"cp baresip/accounts.example {settings.accounts_file}   # then edit: one account line per gateway"])]
+    if not accounts:
+        return [Check("accounts", FAIL, f"{settings.accounts_file} has no account line",
+                      ["add one line per gateway, see baresip/accounts.example"])]
+    return [Check("accounts", OK, f"{len(accounts)} SIP account(s) in {settings.accounts_file}")]
+
+
+def _has_registry(image: str) -> bool:
+    """Whether an image reference names a registry host (``reg.example.org/x``, ``10.0.0.1:5000/x``)."""
+    first, slash, _ = image.partition("/")
+    return bool(slash) and ("." in first or ":" in first or first == "localhost")
+
+
+def swarm_report(client: docker.DockerClient, settings: Settings) -> tuple[list[Check], int]:
+    """Managers and workers, each node's free CPU/memory and how many gateways fit, the image in the registry."""
+    from .backends.swarm import node_capacity
+
+    checks: list[Check] = []
+    nodes = node_capacity(client, settings.cpu_per_gateway, settings.memory_per_gateway)
+    managers = [n for n in nodes if n.role == "manager"]
+    down = [n for n in nodes if n.state != "ready"]
+    summary = f"{len(managers)} manager(s), {len(nodes) - len(managers)} worker(s)"
+    if down:
+        checks.append(Check("swarm", WARN, summary + f"; not ready: {', '.join(n.hostname for n in down)}", [
+            f"on {n.hostname} ({n.address}): systemctl start docker   # then: docker node ls" for n in down]))
+    else:
+        checks.append(Check("swarm", OK, summary + ", all ready"))
+    if len(managers) % 2 == 0:
+        checks.append(Check("managers", WARN, f"{len(managers)} managers: an even number tolerates no more manager "
+                            "failures than one fewer", ["docker node promote <worker>   # 1, 3 or 5 managers"]))
+    for node in nodes:
+        detail = (f"{node.role}, {node.state}, {node.availability}, {node.address}: {node.cpus:g} cores "
+                  f"({node.reserved_cpus:g} reserved), {human_bytes(node.memory)} ({human_bytes(node.reserved_memory)}"
+                  f" reserved) -> {node.fits} more gateway(s) of {settings.cpu_per_gateway:g} cores / "
+                  f"{human_bytes(settings.memory_per_gateway)}")
+        status = OK if node.fits > 0 or node.state != "ready" else WARN
+        fix = [] if status == OK else ["lower cpu_per_gateway / memory_per_gateway, or add a node"]
+        checks.append(Check(f"node {node.hostname}", status, detail, fix))
+    fits = sum(n.fits for n in nodes)
+    if fits == 0:
+        checks.append(Check("capacity", FAIL, "no node has room for one more gateway", [
+            "docker node update --availability active <node>", "lower cpu_per_gateway / memory_per_gateway"]))
+    registry_fix = [f"docker tag {settings.image} REGISTRY/sipmediagw:latest && docker push REGISTRY/sipmediagw:latest",
+                    "then set image: REGISTRY/sipmediagw:latest (docs/multihost.md: a local registry)"]
+    if not _has_registry(settings.image):
+        checks.append(Check("image", WARN, f"image {settings.image} names no registry: only nodes that have it "
+                            "locally can run gateways", registry_fix))
+    else:
+        try:
+            digest = client.images.get_registry_data(settings.image).id
+            checks.append(Check("image", OK, f"image {settings.image} in its registry ({digest[:19]}); nodes pull it"))
+        except docker.errors.APIError as exc:
+            checks.append(Check("image", FAIL, f"image {settings.image} not found in its registry: "
+                                f"{exc.explanation or exc}", registry_fix + [
+                                    "nodes need the registry in insecure-registries when it has no TLS"]))
+    return checks, fits

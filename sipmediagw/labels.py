@@ -1,7 +1,7 @@
-"""Docker labels in the reserved ``org.sipmediagw.`` namespace: the only host-side record of what runs.
+"""Docker labels in the reserved ``org.sipmediagw.`` namespace: with the engine's objects, the only record of what runs.
 
-A gateway container carries these labels; the allocator derives held slots and accounts from the running
-containers' labels, so a gateway that dies frees its resources by ceasing to run.
+A gateway container (single engine) or service (swarm) carries these labels; its claims (sipmediagw/claims.py)
+carry CLAIM, CLAIM_VALUE and GATEWAY. Nothing secret is ever a label value.
 """
 
 from __future__ import annotations
@@ -18,4 +18,6 @@ PLATFORM = PREFIX + "platform"
 MEDIA = PREFIX + "media"  # "userspace" | "kernel"
 AUDIO_ONLY = PREFIX + "audio-only"  # "true" | "false" (absent on containers made before audio-only gateways: false)
 VERSION = PREFIX + "version"
-LOGS = PREFIX + "logs"  # host folder with app.log, err.log, state.json
+LOGS = PREFIX + "logs"  # host folder with app.log, err.log, state.json (local engine only)
+CLAIM = PREFIX + "claim"  # on claim objects only: "account" | "slot" (sipmediagw/claims.py)
+CLAIM_VALUE = PREFIX + "claim-value"  # the claimed account URI or "<media>-<slot>"

@@ -1,6 +1,8 @@
-"""Launch and stop orchestration: validate, allocate under the host lock, create + start, wait until ready.
+"""Launch and stop orchestration: validate, claim an account (and slot) through the engine, create + start, wait
+until ready. Written once for both backends (a container on one engine, a service on a swarm: sipmediagw/backends).
 
-Any failure after the container was created removes it again, so a failed launch holds no slot and no account.
+Any failure after a claim was made removes what was made (gateway, claims), so a failed launch holds no slot and no
+account; so does SIGTERM/SIGINT while `launch` waits (the CLI turns them into an exception).
 """
 
 from __future__ import annotations
@@ -14,21 +16,22 @@ from pathlib import Path
 from typing import Any, Callable
 
 import docker
-from docker.models.containers import Container
 
-from . import __version__, dockerops, labels
+from . import __version__, claims, dockerops, labels
 from .accounts import load_accounts, redact_text
-from .allocator import Allocation, allocate, choose_media, holding_from_labels, host_lock
-from .devices import discover
+from .allocator import Allocation, Holding, allocate, choose_media, free_resources, holding_from_labels
+from .backends import Backend, GatewaySpec, Handle, select_backend
+from .backends.engine import is_local_engine
+from .devices import Discovery, discover
 from .dispatch import ENV_VAR as DISPATCH_VAR
 from .dispatch import Dispatcher, rules_to_json
-from .errors import (DockerUnavailable, GatewayExists, GatewayNotFound, LaunchFailed, SipMediaGwError,
-                     ValidationError)
+from .errors import (DockerUnavailable, GatewayExists, GatewayNotFound, LaunchFailed, ResourceError,
+                     SipMediaGwError, ValidationError)
 from .names import GATEWAY_NAME, container_name, validate_gateway_name, validate_room_name
 from .resources import Budget, HostResources, sample_host
 from .room import PLATFORM_NAME
 from .settings import CONTAINER_UID, Settings
-from .state import STATE_FILE_NAME, GatewayState, read_state
+from .state import STATE_FILE_NAME, GatewayState
 
 # Paths inside the gateway container (docs/contracts.md)
 CONTAINER_LOG_DIR = "/var/log/sipmediagw"
@@ -68,6 +71,8 @@ class LaunchResult:
     platform: str
     ready: bool
     audio_only: bool = False
+    backend: str = "engine"
+    node: str | None = None  # where it runs (known once ready)
 
     @property
     def mode(self) -> str:
@@ -249,73 +254,129 @@ def tail_file(path: Path, lines: int) -> list[str]:
     return data.splitlines()[-lines:] if lines > 0 else []
 
 
-def failure_report(container: Container | None, folder: Path, reason: str, hint: str, lines: int = 15) -> str:
-    """Why the launch failed: the container's state, the last log lines, a hint. Secrets are masked."""
+def failure_report(backend: Backend, handle: Handle | None, reason: str, hint: str, lines: int = 15) -> str:
+    """Why the launch failed: what the engine says of the gateway, its last log lines, a hint. Secrets masked."""
     parts = [reason]
-    if container is not None and dockerops.refresh(container) is not None:
-        state = container.attrs.get("State", {})
-        parts.append(
-            f"container {container.name}: status={state.get('Status')} exit_code={state.get('ExitCode')} "
-            f"oom_killed={state.get('OOMKilled')}" + (f" error={state['Error']}" if state.get("Error") else "")
-        )
-    shown = False
-    for name in ("app.log", "err.log"):
-        tail = tail_file(folder / name, lines)
-        if tail:
-            shown = True
-            parts.append(f"last lines of {folder / name}:")
-            parts.extend("  " + redact_text(line) for line in tail)
-    if not shown and container is not None:
-        docker_tail = dockerops.container_logs(container, lines).splitlines()
-        if docker_tail:
-            parts.append("last lines of docker logs:")
-            parts.extend("  " + redact_text(line) for line in docker_tail)
+    if handle is not None:
+        parts.extend(backend.diagnostics(handle, lines))
     parts.append(f"hint: {hint}")
-    return "\n".join(parts)
+    return "\n".join(redact_text(part) for part in parts)
 
 
 def wait_ready(
-    container: Container,
-    folder: Path,
+    backend: Backend,
+    handle: Handle,
     timeout: float,
     progress: Progress,
     poll_interval: float = 0.25,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> None:
-    """Poll the state file until it says ready; raise LaunchFailed (with a report) on error, exit or timeout."""
+) -> str | None:
+    """Poll the gateway through the engine until it says ready; return its node. LaunchFailed (with a report) on
+    error, exit or timeout."""
     deadline = clock() + timeout
     last_said = ""
     while True:
-        if dockerops.refresh(container) is None:
-            raise LaunchFailed(failure_report(None, folder, f"container {container.name} disappeared", "was it removed from outside?"))
-        if container.status in ("exited", "dead"):
-            raise LaunchFailed(
-                failure_report(container, folder, "the gateway container exited before it was ready",
-                               "see the log lines above; `sipmediagw doctor` checks the image and host")
-            )
-        status = read_state(folder)
+        seen = backend.observe(handle)
+        if seen.runtime == "gone":
+            raise LaunchFailed(failure_report(backend, None, f"gateway {handle.name} disappeared",
+                                              "was it removed from outside?"))
+        if seen.runtime == "exited":
+            raise LaunchFailed(failure_report(
+                backend, handle, "the gateway exited before it was ready" + (f" ({seen.detail})" if seen.detail else ""),
+                "see the log lines above; `sipmediagw doctor` checks the image and host"))
+        status = seen.status
         if status is not None:
-            if status.state in (GatewayState.READY, GatewayState.IN_CALL):
-                progress(f"ready ({status.sip_uri or 'registered'})")
-                return
+            if status.state in (GatewayState.READY, GatewayState.IN_CALL) and seen.runtime == "running":
+                progress(f"ready ({status.sip_uri or 'registered'})" + (f" on {seen.node}" if seen.node else ""))
+                return seen.node
             if status.state in (GatewayState.ERROR, GatewayState.EXITED):
                 reason = f"the gateway reported {status.state.value}" + (f": {status.last_error}" if status.last_error else "")
-                raise LaunchFailed(failure_report(container, folder, redact_text(reason),
+                raise LaunchFailed(failure_report(backend, handle, reason,
                                                   "fix the cause above (account, registrar, room URL) and launch again"))
             waiting = sorted(n for n, c in status.components.items() if c.state.value != "running")
             said = f"{status.state.value}" + (f" (waiting for {', '.join(waiting)})" if waiting else "")
         else:
-            said = "container started, waiting for its state file"
+            said = "started, waiting for its first state report" + (f" ({seen.detail})" if seen.detail else "")
         if said != last_said:
             progress(said)
             last_said = said
         if clock() >= deadline:
-            raise LaunchFailed(
-                failure_report(container, folder, f"the gateway was not ready after {timeout:g} s",
-                               "is the SIP registrar reachable from the container? raise --timeout if the host is slow")
-            )
+            raise LaunchFailed(failure_report(
+                backend, handle, f"the gateway was not ready after {timeout:g} s",
+                "is the SIP registrar reachable from the gateway? raise --timeout if the host is slow"))
         sleep(poll_interval)
+
+
+def _holdings(backend: Backend, store: claims.ClaimStore, gateway: str) -> list[Holding]:
+    """What is held: every other live gateway, and the live claims whose account no gateway shows yet (a launch
+    in progress elsewhere)."""
+    held = [holding_from_labels(h.labels) for h in backend.list() if h.gateway != gateway and backend.holds(h)]
+    accounts = {h.account for h in held}
+    for claim in claims.live_claims(store):
+        if claim.kind == claims.ACCOUNT and claim.value not in accounts:
+            held.append(Holding(claim.gateway, None, claim.value, ""))
+        elif claim.kind == claims.SLOT:
+            media, _, slot = claim.value.rpartition("-")
+            if slot.isdigit():
+                held.append(Holding(claim.gateway, int(slot), "", media))
+    return held
+
+
+def claim_resources(
+    backend: Backend, store: claims.ClaimStore, request: LaunchRequest, media: str, accounts: list,
+    discovery: Discovery, budget: Budget, host: HostResources | None,
+) -> tuple[Allocation, list[claims.Claim]]:
+    """Propose an allocation, claim it through the engine; when another launch won a race for an account or slot,
+    count it as held and propose again. ResourceError (from `allocate`) when nothing is left."""
+    held = _holdings(backend, store, request.gateway)
+    swarm = backend.kind == "swarm"
+    while True:
+        allocation = allocate(media, accounts, discovery, held, budget, host)
+        account = allocation.account
+        # on a swarm the account claim is the secret that carries the account line to the task
+        payload = (account.line + "\n").encode("utf-8") if swarm else None
+        account_claim = claims.take(store, claims.ACCOUNT, account.sip_uri, request.gateway, payload)
+        if account_claim is None:
+            held.append(Holding("(another launch)", None, account.sip_uri, media))
+            continue
+        if backend.kind != "engine":
+            return allocation, [account_claim]
+        # Slots are per engine (devices in kernel mode): never two gateways on one. The account is claimed first and
+        # kept while a slot is sought, so only launches that hold an account ever hold a slot: a launch that lost a
+        # slot race tries the next slot instead of giving its account back (which would make another launch see
+        # every account taken for a moment and fail for nothing).
+        mine = Holding(request.gateway, None, account.sip_uri, media)
+        slot, tried = allocation.slot, set()
+        try:
+            while (slot_claim := claims.take(store, claims.SLOT, f"{media}-{slot}", request.gateway)) is None:
+                tried.add(slot)
+                held.append(Holding("(another launch)", slot, "", media))
+                free = free_resources(media, accounts, discovery, [*held, mine], budget, host)
+                left = [s for s in free.slots if s not in tried]
+                if not left:
+                    raise ResourceError(f"no free {media} slot: all are in use")
+                slot = left[0]
+        except BaseException:
+            claims.release(store, [account_claim])
+            raise
+        device = next((d for d in discovery.slots if d.index == slot), None) if media == "kernel" else None
+        return dataclasses.replace(allocation, slot=slot, device_slot=device), [account_claim, slot_claim]
+
+
+def gateway_spec(settings: Settings, request: LaunchRequest, allocation: Allocation, base_url: str,
+                 local_engine: bool) -> GatewaySpec:
+    """The gateway as a backend creates it. Host folders are bind-mounted only into a local engine's containers."""
+    create, host_config = container_config(settings, request, allocation, base_url)
+    gateway_labels = dict(create["labels"])
+    if not local_engine:
+        host_config = {k: v for k, v in host_config.items() if k != "binds"}
+        gateway_labels.pop(labels.LOGS, None)
+    return GatewaySpec(
+        gateway=request.gateway, name=create["name"], image=create["image"], labels=gateway_labels,
+        environment=dict(create["environment"]), stop_timeout=create["stop_timeout"], cpu=settings.cpu_per_gateway,
+        memory=settings.memory_per_gateway, shm_size=settings.shm_size, host_config=host_config,
+        constraints=settings.constraints, account_file=CONTAINER_ACCOUNT_FILE)
 
 
 def launch(
@@ -325,8 +386,9 @@ def launch(
     wait: bool = True,
     progress: Progress = lambda message: None,
     host_sampler: Callable[[], HostResources] = sample_host,
+    backend: Backend | None = None,
 ) -> LaunchResult:
-    """Start one gateway; on any failure nothing is left behind (no container, so no held slot or account)."""
+    """Start one gateway; on any failure nothing is left behind (no gateway, no claim: no held slot or account)."""
     validate_gateway_name(request.gateway)
     base_url = check_rooms(settings, request)
     for folder_setting in ("browsing_dir", "baresip_dir", "logs_dir"):
@@ -338,57 +400,55 @@ def launch(
     if not (settings.baresip_dir / BARESIP_TEMPLATE).is_file():
         raise ValidationError(f"baresip template {settings.baresip_dir / BARESIP_TEMPLATE} is missing")
     accounts = load_accounts(settings.accounts_file)
-    discovery = discover(settings.sysroot)
-    media = choose_media(settings.media, discovery)
-    if not dockerops.image_present(client, settings.image):
-        raise DockerUnavailable(f"image {settings.image} not found: build it with `sipmediagw build`")
+    backend = backend or select_backend(client, settings.backend)
+    if backend.kind == "swarm":
+        if settings.media == "kernel":
+            raise ValidationError("swarm services cannot map devices (moby/swarmkit#1244): kernel media is for the "
+                                  "single-engine backend; use --media userspace (or auto)")
+        discovery, media, host = Discovery((), (), (), ()), "userspace", None  # Swarm's scheduler admits and places
+    else:
+        discovery = discover(settings.sysroot)
+        media = choose_media(settings.media, discovery)
+        host = host_sampler()
+        if not dockerops.image_present(client, settings.image):
+            raise DockerUnavailable(f"image {settings.image} not found: build it with `sipmediagw build`")
+    local = backend.kind == "engine" and is_local_engine(client)
     budget = Budget(settings.cpu_per_gateway, settings.memory_per_gateway)
     folder = log_folder(settings, request.gateway)
+    store = backend.claims(settings.image)
 
-    progress(f"allocating a slot and an account (lock {settings.lock_file})")
-    with host_lock(settings.lock_file):
-        containers = dockerops.list_gateways(client, include_stopped=True)
-        mine = [c for c in containers if c.labels.get(labels.GATEWAY) == request.gateway]
-        for old in mine:
-            if dockerops.holds_resources(old):
-                raise GatewayExists(f"gateway {request.gateway} already exists ({old.name}, {old.status}); stop it first")
-            dockerops.remove_container(old)  # a dead gateway of the same name: its container only blocks the name
-        holdings = [holding_from_labels(c.labels) for c in containers if c not in mine and dockerops.holds_resources(c)]
-        allocation = allocate(media, accounts, discovery, holdings, budget, host_sampler())
-        create, host_config = container_config(settings, request, allocation, base_url)
-        prepare_log_folder(folder)
-        try:
-            created = client.api.create_container(host_config=client.api.create_host_config(**host_config), **create)
-        except docker.errors.APIError as exc:
-            if exc.status_code == 409:
-                raise GatewayExists(f"a container named {create['name']} already exists; stop it first") from exc
-            raise DockerUnavailable(f"cannot create the container: {exc.explanation or exc}") from exc
-        container = client.containers.get(created["Id"])
-        try:
-            secret = (allocation.account.line + "\n").encode("utf-8")
-            dockerops.put_secret(container, CONTAINER_ACCOUNT_FILE, secret, CONTAINER_UID)
-        except BaseException:
-            dockerops.remove_container(container)
-            raise
-    progress(
-        f"created {container.name}: slot {allocation.slot} ({media}), account {allocation.account.sip_uri}; starting"
-    )
+    old = backend.find(request.gateway)
+    if old is not None:
+        if backend.holds(old):
+            raise GatewayExists(f"gateway {request.gateway} already exists ({old.name}); stop it first")
+        remove_gateway(backend, old, 0)  # a dead gateway of the same name: it only blocks the name (and its claims)
+    progress(f"claiming a SIP account{' and a slot' if backend.kind == 'engine' else ''} ({backend.kind} backend)")
+    allocation, made = claim_resources(backend, store, request, media, accounts, discovery, budget, host)
+    handle: Handle | None = None
     try:
+        spec = gateway_spec(settings, request, allocation, base_url, local)
+        if local:
+            prepare_log_folder(folder)
+        handle = backend.create(spec, (allocation.account.line + "\n").encode("utf-8"), made[0])
+        progress(f"created {handle.name}: slot {allocation.slot} ({media}), account {allocation.account.sip_uri}; "
+                 "starting")
         try:
-            container.start()
+            backend.start(handle)
         except docker.errors.APIError as exc:
-            raise LaunchFailed(
-                failure_report(container, folder, f"docker could not start the container: {exc.explanation or exc}",
-                               "check the mounts and devices above with `sipmediagw doctor`")
-            ) from exc
-        if wait:
-            wait_ready(container, folder, settings.ready_timeout, progress)
+            raise LaunchFailed(failure_report(backend, handle, f"docker could not start the gateway: "
+                                              f"{exc.explanation or exc}",
+                                              "check the mounts and devices above with `sipmediagw doctor`")) from exc
+        # a swarm observation reads the task's log through the manager: poll it less often
+        poll = 1.0 if backend.kind == "swarm" else 0.25
+        node = wait_ready(backend, handle, settings.ready_timeout, progress, poll_interval=poll) if wait else None
     except BaseException:
-        dockerops.remove_container(container)
+        if handle is not None:
+            backend.remove(handle, 0)
+        claims.release(store, made)
         raise
     return LaunchResult(
         gateway=request.gateway,
-        container=container.name,
+        container=handle.name,
         sip_uri=allocation.account.sip_uri,
         slot=allocation.slot,
         media=media,
@@ -396,6 +456,8 @@ def launch(
         platform=settings.platform,
         ready=wait,
         audio_only=settings.audio_only,
+        backend=backend.kind,
+        node=node,
     )
 
 
@@ -415,13 +477,14 @@ def launch_pool(
     that never becomes ready is removed (as `launch` does) and reported the same way.
     """
     names = pool_names(prefix, count)
+    backend = select_backend(client, settings.backend)
     started: list[LaunchResult] = []
     failure: tuple[str, SipMediaGwError] | None = None
     for name in names:
         try:
             started.append(launch(settings, LaunchRequest(name), client, wait=False,
                                   progress=lambda message, name=name: progress(f"{name}: {message}"),
-                                  host_sampler=host_sampler))
+                                  host_sampler=host_sampler, backend=backend))
         except SipMediaGwError as exc:
             if not started:
                 raise
@@ -430,16 +493,17 @@ def launch_pool(
     if wait:
 
         def ready(result: LaunchResult) -> LaunchResult:
-            container = dockerops.find_gateway(client, result.gateway)
-            if container is None:
-                raise LaunchFailed(f"container {result.container} disappeared")
+            handle = backend.find(result.gateway)
+            if handle is None:
+                raise LaunchFailed(f"gateway {result.container} disappeared")
             try:
-                wait_ready(container, log_folder(settings, result.gateway), settings.ready_timeout,
-                           lambda message: progress(f"{result.gateway}: {message}"))
+                node = wait_ready(backend, handle, settings.ready_timeout,
+                                  lambda message: progress(f"{result.gateway}: {message}"),
+                                  poll_interval=1.0 if backend.kind == "swarm" else 0.25)
             except BaseException:
-                dockerops.remove_container(container)
+                remove_gateway(backend, handle, 0)
                 raise
-            return dataclasses.replace(result, ready=True)
+            return dataclasses.replace(result, ready=True, node=node)
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(started))) as pool:
             futures = [pool.submit(ready, result) for result in started]
@@ -459,28 +523,48 @@ def launch_pool(
     return started
 
 
-def stop_gateway(client: docker.DockerClient, gateway: str, timeout: int) -> str:
-    """Gracefully stop then remove `gateway`'s container; GatewayNotFound if there is none. Returns its name."""
-    container = dockerops.find_gateway(client, gateway)
-    if container is None:
+def remove_gateway(backend: Backend, handle: Handle, timeout: int) -> None:
+    """Stop (SIGTERM, `timeout` s, SIGKILL) and remove a gateway, then its claims."""
+    backend.remove(handle, timeout)
+    claims.release_gateway(backend.claims(""), handle.gateway)
+
+
+def discard_gateway(client: docker.DockerClient, gateway: str, backend: Backend | None = None) -> None:
+    """Remove `gateway` at once (no grace period) and its claims, whatever is left of them: for cleanups."""
+    backend = backend or select_backend(client)
+    handle = backend.find(gateway)
+    if handle is not None:
+        backend.remove(handle, 0)
+    claims.release_gateway(backend.claims(""), gateway)
+
+
+def stop_gateway(client: docker.DockerClient, gateway: str, timeout: int, backend: Backend | None = None) -> str:
+    """Gracefully stop then remove `gateway` and its claims; GatewayNotFound if there is none. Returns its name."""
+    backend = backend or select_backend(client)
+    handle = backend.find(gateway)
+    if handle is None:
         raise GatewayNotFound(f"no gateway named {gateway!r} (see `sipmediagw status`)")
-    dockerops.stop_container(container, timeout)
-    dockerops.remove_container(container)
-    return container.name
+    remove_gateway(backend, handle, timeout)
+    return handle.name
 
 
-def stop_all(client: docker.DockerClient, timeout: int, progress: Progress = lambda message: None) -> list[str]:
-    """Stop and remove every gateway container, in parallel (each may take the whole grace period)."""
-    containers = dockerops.list_gateways(client, include_stopped=True)
+def stop_all(client: docker.DockerClient, timeout: int, progress: Progress = lambda message: None,
+             backend: Backend | None = None) -> list[str]:
+    """Stop and remove every gateway and its claims, in parallel (each may take the whole grace period); claims
+    left by launches that died are removed too."""
+    backend = backend or select_backend(client)
+    handles = backend.list()
 
-    def stop_one(container: Container) -> str:
-        gateway = container.labels.get(labels.GATEWAY, container.name)
-        progress(f"stopping {gateway}")
-        dockerops.stop_container(container, timeout)
-        dockerops.remove_container(container)
-        return gateway
+    def stop_one(handle: Handle) -> str:
+        progress(f"stopping {handle.gateway}")
+        remove_gateway(backend, handle, timeout)
+        return handle.gateway
 
-    if not containers:
-        return []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(containers))) as pool:
-        return list(pool.map(stop_one, containers))
+    stopped: list[str] = []
+    if handles:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(handles))) as pool:
+            stopped = list(pool.map(stop_one, handles))
+    store = backend.claims("")
+    now = time.time()
+    claims.release(store, [c for c in store.list() if claims.is_stale(c, store, now)])
+    return stopped

@@ -8,12 +8,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
+from . import buildcontext
 from . import dispatch as dispatching
 from .dispatch import Rule as DispatchRule
 from .errors import ConfigError, FileLineError
@@ -26,16 +26,43 @@ CONTAINER_UID = 10001
 
 
 def project_root() -> Path:
-    """The source tree holding browsing/ and baresip/ (editable install), else the current directory."""
-    here = Path(__file__).resolve().parent.parent
-    return here if (here / "browsing").is_dir() else Path.cwd()
+    """The source tree this package runs from (a clone, an editable install), else the current directory."""
+    return buildcontext.source_checkout() or Path.cwd()
 
 
-def _default_lock_file() -> Path:
-    # /run/lock is world-writable on Debian; it is the host-wide place every launch process agrees on.
-    run_lock = Path("/run/lock")
-    base = run_lock if run_lock.is_dir() and os.access(run_lock, os.W_OK) else Path(tempfile.gettempdir())
-    return base / "sipmediagw.lock"
+def data_dir() -> Path:
+    """The folder holding the default browsing/ drivers and baresip/ template: the source tree, else the copies
+    shipped inside the installed package (never the current directory: they must exist wherever the CLI runs)."""
+    return buildcontext.locate().data_dir
+
+
+def default_logs_dir(env: Mapping[str, str] | None = None) -> Path:
+    """<source tree>/logs in a checkout; installed, the XDG state folder: site-packages is neither the operator's
+    nor, often, writable."""
+    root = buildcontext.source_checkout()
+    if root is not None:
+        return root / "logs"
+    env = os.environ if env is None else env
+    state = env.get("XDG_STATE_HOME", "")
+    if not os.path.isabs(state):  # the XDG spec: a relative value is invalid and must be ignored
+        state = os.path.join(env.get("HOME") or os.path.expanduser("~"), ".local", "state")
+    return Path(state) / "sipmediagw" / "logs"
+
+
+BACKENDS = ("auto", "engine", "swarm")
+
+
+def check_constraint(text: str) -> str:
+    """A swarm placement constraint as Swarm reads it (``node.labels.sipmediagw==yes``, ``node.role!=manager``),
+    spaces around the operator dropped; ValueError otherwise."""
+    left, op, right = text.partition("==") if "==" in text else text.partition("!=")
+    left, right = left.strip(), right.strip()
+    if not op or not left or not right or any(ch.isspace() for ch in left + right):
+        raise ValueError(f"invalid placement constraint {text!r}: expected e.g. node.labels.sipmediagw==yes or "
+                         "node.role!=manager")
+    if not left.startswith(("node.", "engine.labels.")):
+        raise ValueError(f"invalid placement constraint {text!r}: it must test node.* or engine.labels.*")
+    return f"{left}{op}{right}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,12 +73,13 @@ class Settings:
     platform: str = "janus"
     base_url: str = ""
     accounts_file: Path = dataclasses.field(default_factory=lambda: project_root() / "baresip" / "accounts")
-    logs_dir: Path = dataclasses.field(default_factory=lambda: project_root() / "logs")
-    browsing_dir: Path = dataclasses.field(default_factory=lambda: project_root() / "browsing")
-    baresip_dir: Path = dataclasses.field(default_factory=lambda: project_root() / "baresip")
+    logs_dir: Path = dataclasses.field(default_factory=default_logs_dir)
+    browsing_dir: Path = dataclasses.field(default_factory=lambda: data_dir() / "browsing")
+    baresip_dir: Path = dataclasses.field(default_factory=lambda: data_dir() / "baresip")
     sysroot: Path = Path("/")
     media: str = "auto"
-    lock_file: Path = dataclasses.field(default_factory=_default_lock_file)
+    backend: str = "auto"  # engine | swarm | auto (swarm when the engine is a swarm manager)
+    constraints: tuple[str, ...] = ()  # swarm placement constraints of gateway services
     cpu_per_gateway: float = 1.3  # cores; docs/benchmarks.md: 1.16-1.27 cores in a 640x360 <-> 720p a+v call
     memory_per_gateway: int = 768 * 1024**2  # bytes; docs/benchmarks.md: ~480 MiB cgroup peak in a call, 564 MiB seen
     ready_timeout: float = 120.0  # seconds `launch` waits for the state file to say ready
@@ -68,6 +96,8 @@ class Settings:
     audio_only: bool = False  # gateways without video: no caller display, no camera, no m=video (`--audio-only`)
 
     def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
         if self.media not in MEDIA_MODES:
             raise ConfigError(f"media must be one of {', '.join(MEDIA_MODES)}, not {self.media!r}")
         if self.cpu_per_gateway <= 0:
@@ -106,6 +136,11 @@ def _convert(name: str, value: Any) -> Any:
     """Turn a YAML/env/flag value into the type of field `name`; ValueError says why not."""
     if name == "memory_per_gateway":
         return parse_size(value)
+    if name == "constraints":
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+            raise ValueError("expected a list of placement constraints")
+        return tuple(check_constraint(item) for item in items if item.strip())
     if name == "dispatch":
         if isinstance(value, str):  # the environment (and a flag) carry the list as JSON, as the container gets it
             return dispatching.rules_from_json(value, dispatching.ENV_VAR)

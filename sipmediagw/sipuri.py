@@ -71,3 +71,27 @@ def status_meaning(status: str | None) -> str | None:
     if not status:
         return None
     return STATUS_MEANINGS.get(status[:3])
+
+
+_DEFAULT_PORTS = {"sip": "5060", "sips": "5061"}
+
+
+def account_identity(uri: str) -> str:
+    """What makes two account URIs the same account: ``sip:x@Example.org``, ``sip:x@example.org:5060`` and
+    ``sip:x@example.org;transport=udp`` are one (scheme and host case-insensitive, the default port implied, URI
+    parameters irrelevant); the user part stays case-sensitive (RFC 3261 19.1.4)."""
+    text = uri.strip().strip("<>")
+    scheme, _, rest = text.partition(":")
+    scheme = scheme.lower()
+    rest = rest.split(";", 1)[0].split("?", 1)[0]
+    user, at, hostport = rest.rpartition("@")
+    if hostport.startswith("["):  # IPv6 reference: [::1]:5060
+        host, _, port = hostport[1:].partition("]")
+        port = port.lstrip(":")
+        host = f"[{host.lower()}]"
+    else:
+        host, _, port = hostport.partition(":")
+        host = host.lower().rstrip(".")
+    if port == _DEFAULT_PORTS.get(scheme):
+        port = ""
+    return f"{scheme}:{user}{at}{host}" + (f":{port}" if port else "")

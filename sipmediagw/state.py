@@ -1,7 +1,12 @@
-"""The gateway state file: written by the container's supervisor, read by the HEALTHCHECK and by `sipmediagw status`.
+"""The gateway state: written by the container's supervisor, read by the HEALTHCHECK and by `sipmediagw status`.
 
-It lives in the gateway's log folder (host-mounted at ``/var/log/sipmediagw`` in the container) as ``state.json``.
-Writes are atomic (temp file + rename) so a reader never sees half a document.
+Two copies of one document, both reachable through the Docker engine's API alone (so a remote DOCKER_HOST or a
+swarm works like the local engine):
+- ``state.json`` in the gateway's log folder (``/var/log/sipmediagw`` in the container), rewritten at least every
+  few seconds (the heartbeat the HEALTHCHECK watches); writes are atomic (temp file + rename) so a reader never sees
+  half a document. The single-engine backend reads it with the archive API (``docker cp``).
+- a ``state: {json}`` line in the gateway's log (its stdout) each time the document changes: the only view of a
+  swarm task on another node, through the manager's ``service logs`` API.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 STATE_FILE_NAME = "state.json"
+#: the logger (component) name of the state lines: ``[timestamp] state: {json}``
+STATE_LINE_COMPONENT = "state"
+_STATE_LINE_MARK = f"] {STATE_LINE_COMPONENT}: "
 
 
 class GatewayState(str, enum.Enum):
@@ -138,7 +146,34 @@ def write_state(folder: str | os.PathLike[str], status: GatewayStatus) -> Path:
 def read_state(folder: str | os.PathLike[str]) -> GatewayStatus | None:
     """Read ``state.json`` from `folder`; None when it does not exist (yet) or cannot be parsed."""
     try:
-        with open(Path(folder) / STATE_FILE_NAME, encoding="utf-8") as handle:
-            return GatewayStatus.from_dict(json.load(handle))
-    except (FileNotFoundError, json.JSONDecodeError, ValueError, TypeError):
+        text = (Path(folder) / STATE_FILE_NAME).read_text(encoding="utf-8")
+    except OSError:
         return None
+    return parse_state(text)
+
+
+def parse_state(text: str | bytes) -> GatewayStatus | None:
+    """A GatewayStatus from the JSON text of a state file or state line; None when it is not one."""
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            return None
+        return GatewayStatus.from_dict(data)
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def state_line_payload(status: GatewayStatus) -> str:
+    """The one-line JSON of a state line (the log formatter adds ``[timestamp] state: ``)."""
+    return json.dumps(status.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def last_state_in_log(lines: "list[str]") -> GatewayStatus | None:
+    """The newest state line's document among log `lines` (oldest first); None when there is none."""
+    for line in reversed(lines):
+        _, mark, payload = line.partition(_STATE_LINE_MARK)
+        if mark:
+            status = parse_state(payload.strip())
+            if status is not None:
+                return status
+    return None

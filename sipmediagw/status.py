@@ -1,23 +1,28 @@
-"""What runs: gateway containers (labels) + their state files + docker stats, and what is still free."""
+"""What runs: gateways (labels) + their state documents + stats, where they run, and what is still free.
+
+Everything is read through the engine's API (sipmediagw/backends): a remote engine or a swarm manager answers the
+same questions as the local engine.
+"""
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
 import datetime as _dt
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import docker
-from docker.models.containers import Container
 
-from . import dockerops, labels
+from . import claims as claiming
+from . import labels
 from .accounts import Account
-from .allocator import choose_media, free_resources, holding_from_labels
+from .allocator import Holding, choose_media, free_resources, holding_from_labels
+from .backends import Backend, Handle, Observation, select_backend
+from .backends.swarm import node_capacity
 from .devices import Discovery
 from .resources import Budget, HostResources, human_bytes
 from .settings import Settings
-from .state import GatewayState, GatewayStatus, read_state
+from .state import GatewayState
 
 
 @dataclasses.dataclass
@@ -31,8 +36,8 @@ class GatewayInfo:
     sip_uri: str
     slot: int | None
     media: str
-    container: str
-    uptime: float | None  # seconds since the container started
+    container: str  # the container's (engine) or service's (swarm) name
+    uptime: float | None  # seconds since the container (task) started
     cpu_percent: float | None
     memory: int | None  # bytes
     last_error: str | None = None
@@ -45,65 +50,44 @@ class GatewayInfo:
     last_end_reason: str | None = None  # why the last call ended (or was refused)
     direction: str | None = None  # "incoming" | "outgoing" (`sipmediagw dial`: the caller is the dialled party)
     audio_only: bool = False  # no video in its calls (label org.sipmediagw.audio-only)
+    node: str | None = None  # the engine's or swarm node's hostname
+    note: str | None = None  # why it is not running, or that it moved to another node (swarm)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return dataclasses.asdict(self)
 
 
-def _started_at(container: Container) -> _dt.datetime | None:
-    raw = container.attrs.get("State", {}).get("StartedAt", "")
-    if not raw or raw.startswith("0001-"):
-        return None
-    # docker gives nanoseconds: keep microseconds for fromisoformat
-    head, _, frac = raw.rstrip("Z").partition(".")
-    text = head + ("." + frac[:6] if frac else "") + "+00:00"
-    try:
-        return _dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-
-
-def _running_status(container: Container, log_folder: Path | None) -> GatewayStatus | None:
-    """The state file of a running gateway (None when it is not running or has not written one yet)."""
-    if container.status in ("exited", "dead", "created") or log_folder is None:
-        return None
-    return read_state(log_folder)
-
-
-def gateway_state(container: Container, log_folder: Path | None) -> tuple[str, str | None]:
-    """(state, last_error): the state file's word while the container runs; docker's 'exited' otherwise."""
-    if container.status in ("exited", "dead"):
-        return "exited", None
-    status = _running_status(container, log_folder)
-    if status is None:
+def gateway_state(seen: Observation) -> tuple[str, str | None]:
+    """(state, last_error): the gateway's own word while it runs; 'exited'/'starting' from the engine otherwise."""
+    if seen.runtime in ("exited", "gone"):
+        return "exited", seen.detail
+    if seen.status is None:
         return "starting", None
-    return status.state.value, status.last_error
+    return seen.status.state.value, seen.status.last_error
 
 
-def describe(container: Container, now: _dt.datetime | None = None, with_stats: bool = True) -> GatewayInfo:
-    """A GatewayInfo from a container's labels, its state file and (when running) docker stats."""
-    tags = container.labels
-    folder = Path(tags[labels.LOGS]) if tags.get(labels.LOGS) else None
-    state, last_error = gateway_state(container, folder)
-    status = _running_status(container, folder)
-    # What the call is: only while the state file says in-call (an older gateway wrote its fixed room as `room`).
+def describe(handle: Handle, seen: Observation, stats: dict[str, Any] | None = None,
+             now: _dt.datetime | None = None) -> GatewayInfo:
+    """A GatewayInfo from a gateway's labels, what the engine observed and (when running) its stats."""
+    tags = handle.labels
+    state, last_error = gateway_state(seen)
+    status = seen.status if seen.runtime == "running" else None
+    # What the call is: only while the gateway says in-call (an older gateway wrote its fixed room as `room`).
     call = status if status is not None and status.state is GatewayState.IN_CALL else None
-    started = _started_at(container) if container.status == "running" else None
     now = now or _dt.datetime.now(_dt.timezone.utc)
-    stats = dockerops.container_stats(container) if with_stats and container.status == "running" else None
     raw_slot = tags.get(labels.SLOT, "")
     mode = tags.get(labels.MODE) or ("fixed" if tags.get(labels.ROOM) else "pool")
     return GatewayInfo(
-        name=tags.get(labels.GATEWAY, container.name),
+        name=tags.get(labels.GATEWAY, handle.name),
         state=state,
         room=call.room if call else tags.get(labels.ROOM) or None,
         platform=(call.call_platform if call and call.call_platform else tags.get(labels.PLATFORM, "")),
         sip_uri=tags.get(labels.ACCOUNT, ""),
         slot=int(raw_slot) if raw_slot.isdigit() else None,
         media=tags.get(labels.MEDIA, ""),
-        container=container.name,
-        uptime=(now - started).total_seconds() if started else None,
+        container=handle.name,
+        uptime=(now - seen.started).total_seconds() if seen.started and seen.runtime == "running" else None,
         cpu_percent=stats["cpu_percent"] if stats else None,
         memory=stats["memory"] if stats else None,
         last_error=last_error,
@@ -116,6 +100,8 @@ def describe(container: Container, now: _dt.datetime | None = None, with_stats: 
         last_end_reason=status.last_end_reason if status else None,
         direction=call.call_direction if call else None,
         audio_only=tags.get(labels.AUDIO_ONLY) == "true",
+        node=seen.node,
+        note=seen.detail if seen.runtime != "exited" else None,
     )
 
 
@@ -127,6 +113,7 @@ class HostStatus:
     media: str
     free_slots: int
     free_accounts: int
+    backend: str = "engine"
 
     def to_dict(self) -> dict[str, Any]:
         """The --json document."""
@@ -135,6 +122,7 @@ class HostStatus:
             "media": self.media,
             "free_slots": self.free_slots,
             "free_accounts": self.free_accounts,
+            "backend": self.backend,
         }
 
 
@@ -145,20 +133,37 @@ def gather(
     discovery: Discovery,
     host: HostResources,
     with_stats: bool = True,
+    backend: Backend | None = None,
 ) -> HostStatus:
-    """Collect the status of every gateway container (stats fetched in parallel: each takes about a second)."""
-    containers = dockerops.list_gateways(client, include_stopped=True)
-    if containers:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(containers))) as pool:
-            infos = list(pool.map(lambda c: describe(c, with_stats=with_stats), containers))
+    """Collect the status of every gateway (observed and stats fetched in parallel: each takes about a second)."""
+    backend = backend or select_backend(client, settings.backend)
+    handles = backend.list()
+
+    def one(handle: Handle) -> tuple[GatewayInfo, bool]:
+        seen = backend.observe(handle)
+        stats = backend.stats(handle) if with_stats and seen.runtime == "running" else None
+        holds = backend.holds(handle) and seen.runtime != "exited" if backend.kind == "engine" else True
+        return describe(handle, seen, stats), holds
+
+    if handles:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(handles))) as pool:
+            rows = list(pool.map(one, handles))
     else:
-        infos = []
-    infos.sort(key=lambda g: g.name)
-    holdings = [holding_from_labels(c.labels) for c in containers if dockerops.holds_resources(c)]
+        rows = []
+    infos = sorted((info for info, _ in rows), key=lambda g: g.name)
+    holdings = [holding_from_labels(h.labels) for h, (_, holds) in zip(handles, rows) if holds]
+    held_accounts = {h.account for h in holdings}
+    for claim in claiming.live_claims(backend.claims("")):
+        if claim.kind == claiming.ACCOUNT and claim.value not in held_accounts:
+            holdings.append(Holding(claim.gateway, None, claim.value, ""))
+    budget = Budget(settings.cpu_per_gateway, settings.memory_per_gateway)
+    if backend.kind == "swarm":
+        free = free_resources("userspace", accounts, Discovery((), (), (), ()), holdings, budget, None)
+        fits = sum(node.fits for node in node_capacity(client, budget.cpu, budget.memory))
+        return HostStatus(infos, "userspace", min(fits, len(free.accounts)), len(free.accounts), "swarm")
     media = choose_media(settings.media, discovery)
-    free = free_resources(media, accounts, discovery, holdings,
-                          Budget(settings.cpu_per_gateway, settings.memory_per_gateway), host)
-    return HostStatus(infos, media, len(free.slots), len(free.accounts))
+    free = free_resources(media, accounts, discovery, holdings, budget, host)
+    return HostStatus(infos, media, len(free.slots), len(free.accounts), "engine")
 
 
 def human_duration(seconds: float | None) -> str:
@@ -197,6 +202,7 @@ COLUMNS: list[tuple[str, Callable[[GatewayInfo], str]]] = [
     ("PLATFORM", lambda g: g.platform),
     ("SIP URI", lambda g: g.sip_uri),
     ("SLOT", lambda g: "-" if g.slot is None else f"{g.slot} ({g.media})"),
+    ("NODE", lambda g: g.node or "-"),
     ("UPTIME", lambda g: human_duration(g.uptime)),
     ("CPU %", lambda g: "-" if g.cpu_percent is None else f"{g.cpu_percent:.1f}"),
     ("MEMORY", lambda g: "-" if g.memory is None else human_bytes(g.memory)),
@@ -210,5 +216,9 @@ def render_table(status: HostStatus) -> str:
     lines = ["   ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
     if not status.gateways:
         lines.append("(no gateway)")
-    lines.append(f"free slots: {status.free_slots} ({status.media})   free accounts: {status.free_accounts}")
+    for gateway in status.gateways:
+        if gateway.note or (gateway.state in ("error", "exited") and gateway.last_error):
+            lines.append(f"{gateway.name}: {gateway.note or gateway.last_error}")
+    where = "swarm: gateways that fit on the nodes" if status.backend == "swarm" else status.media
+    lines.append(f"free slots: {status.free_slots} ({where})   free accounts: {status.free_accounts}")
     return "\n".join(lines)

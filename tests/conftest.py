@@ -5,17 +5,17 @@ host), so `-m "not integration and not docker and not e2e"` needs nothing but Py
 
 The real gateway image is built from this source tree once per session when it is not current.
 
-"Current" is decided by a label: the image carries the SHA-256 of the build context (the files the Dockerfile and
-.dockerignore send to the daemon, with their exec bits). An image whose label matches is reused as is; otherwise it
-is built with the classic builder (docker-py's build API, what `sipmediagw build` uses) and tagged
-sipmediagw:latest. No test depends on running after another one, nor on scripts/setup-host having built it.
+"Current" is decided by a label: the image carries the SHA-256 of the build context (the allow-list of
+sipmediagw/buildcontext.py, with exec bits: the very files `sipmediagw build` sends). An image whose label matches is
+reused as is; otherwise it is built from the same tar with the classic builder (docker-py's build API, as
+`sipmediagw build` does) and tagged sipmediagw:latest. No test depends on running after another one, nor on
+scripts/setup-host having built it.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import os
+import io
 import re
 import subprocess
 import tempfile
@@ -25,9 +25,8 @@ from pathlib import Path
 import docker
 import docker.errors
 import pytest
-from docker.utils.build import exclude_paths
 
-from sipmediagw import dockerops
+from sipmediagw import buildcontext, dockerops
 from sipmediagw.errors import DockerUnavailable
 from sipmediagw.settings import Settings
 
@@ -59,27 +58,6 @@ def base_image() -> str:
     return match.group(1)
 
 
-def build_context_files(root: Path = ROOT) -> list[str]:
-    """The files `docker build root` sends, relative to root, sorted: .dockerignore applied by docker-py itself."""
-    ignore = root / ".dockerignore"
-    patterns = [line.strip() for line in ignore.read_text().splitlines()] if ignore.exists() else []
-    patterns = [p for p in patterns if p and not p.startswith("#")]
-    return sorted(p for p in exclude_paths(str(root), patterns, dockerfile="Dockerfile")
-                  if not (root / p).is_dir() or (root / p).is_symlink())
-
-
-def build_context_hash(root: Path = ROOT) -> str:
-    """SHA-256 over the build context's paths, exec bits and contents: changes whenever the image would."""
-    digest = hashlib.sha256()
-    for relative in build_context_files(root):
-        path = root / relative
-        content = os.readlink(path).encode() if path.is_symlink() else path.read_bytes()
-        executable = not path.is_symlink() and os.access(path, os.X_OK)
-        digest.update(f"{relative}\0{int(executable)}\0{len(content)}\0".encode())
-        digest.update(content)
-    return digest.hexdigest()
-
-
 def _label_of(client: docker.DockerClient, tag: str) -> str | None:
     try:
         return (client.images.get(tag).labels or {}).get(CONTEXT_LABEL)
@@ -104,7 +82,7 @@ def _ensure_base_image(client: docker.DockerClient) -> None:
 @pytest.fixture(scope="session")
 def current_gateway_labels() -> dict[str, str]:
     """The labels current_gateway_image carries: the build context's hash as this session sees it."""
-    return {CONTEXT_LABEL: build_context_hash()}
+    return {CONTEXT_LABEL: buildcontext.context_hash(ROOT)}
 
 
 @pytest.fixture(scope="session")
@@ -127,8 +105,9 @@ def current_gateway_image(current_gateway_labels: dict[str, str]) -> str:
             log: list[str] = []
             started = time.monotonic()
             try:
-                for chunk in client.api.build(path=str(ROOT), tag=tag, labels=current_gateway_labels, rm=True,
-                                              forcerm=True, decode=True):
+                for chunk in client.api.build(fileobj=io.BytesIO(buildcontext.context_tar(ROOT)), custom_context=True,
+                                              tag=tag, labels=current_gateway_labels, rm=True, forcerm=True,
+                                              decode=True):
                     if "error" in chunk:
                         raise DockerUnavailable(chunk["error"].strip())
                     text = chunk.get("stream") or chunk.get("status") or ""

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
-from ..state import ComponentState, ComponentStatus, GatewayState, GatewayStatus, write_state
+from ..state import (STATE_LINE_COMPONENT, ComponentState, ComponentStatus, GatewayState, GatewayStatus,
+                     state_line_payload, write_state)
 from .logs import get_logger
 from .process import ComponentFailed, reap_children
 
@@ -404,6 +405,9 @@ class Supervisor:
         self.status.calls = calls
         for name, value in fields.items():
             setattr(self.status, name, value)
+        if changed or self._last_write == 0.0:
+            # the swarm backend's only view of a task on another node is its log: one line per change
+            get_logger(STATE_LINE_COMPONENT).info("%s", state_line_payload(self.status))
         try:
             write_state(self.log_dir, self.status)
         except OSError as exc:

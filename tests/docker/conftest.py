@@ -18,6 +18,8 @@ import docker
 import pytest
 
 from sipmediagw import dockerops, labels
+from sipmediagw.backends.engine import EngineBackend
+from sipmediagw.launcher import discard_gateway
 
 STUB_TAG = "sipmediagw-test-stub:latest"
 STUB_DIR = Path(__file__).parent / "stub"
@@ -115,6 +117,7 @@ def make_host(tmp_path: Path, docker_client: docker.DockerClient, gateway_image:
             (browsing / "janus.py").write_text("# placeholder driver for the stub image\n")
         # a driver that cannot work: the stub fails on it, the real gateway finds no Room subclass in it
         (browsing / "stubfail.py").write_text("# deliberately empty: no Room subclass\n")
+        (browsing / "stubslow.py").write_text("# the stub never gets ready with this platform\n")
         accounts_file = root / "accounts"
         accounts_file.write_text(account_lines(accounts))
         config = root / "sipmediagw.yaml"
@@ -124,8 +127,8 @@ def make_host(tmp_path: Path, docker_client: docker.DockerClient, gateway_image:
             f"logs_dir: {root / 'logs'}\n"
             f"browsing_dir: {browsing}\n"
             f"baresip_dir: {PROJECT / 'baresip'}\n"
-            f"lock_file: {root / 'lock'}\n"
             "base_url: http://127.0.0.1:8088\n"
+            "backend: engine\n"  # these tests are about one engine, even on a host that is a swarm manager
             "platform: janus\n"
             "media: userspace\n"
             "cpu_per_gateway: 0.01\n"
@@ -145,7 +148,7 @@ def make_host(tmp_path: Path, docker_client: docker.DockerClient, gateway_image:
                 sys.stderr.write(f"\n--- {container.name} ({container.status}) ---\n"
                                  f"{json.dumps(container.attrs.get('State'), indent=1)}\n"
                                  f"{dockerops.container_logs(container, 50)}\n")
-            dockerops.remove_container(container)
+            discard_gateway(setup.client, container.labels[labels.GATEWAY], EngineBackend(setup.client))
 
 
 @pytest.hookimpl(hookwrapper=True)

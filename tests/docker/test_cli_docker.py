@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from typing import Iterator
 
 import docker
@@ -103,7 +104,7 @@ def test_twenty_concurrent_launches_for_four_slots(make_host):
     results = [(p.wait(timeout=300), *p.communicate()) for p in processes]
     ok = [r for r in results if r[0] == 0]
     failed = [r for r in results if r[0] != 0]
-    assert len(ok) == 4, [r[2][-300:] for r in results]
+    assert len(ok) == 4, sorted({r[2].strip().splitlines()[-1][:150] for r in results})
     assert len(failed) == 16
     for code, _, stderr in failed:
         assert code == 3, stderr
@@ -131,6 +132,29 @@ def test_container_killed_from_outside_frees_its_slot(make_host):
     host.run("stop", "successor")
     relaunch = host.run("launch", "-r", "r1", "-g", "victim")
     assert relaunch.returncode == 0, relaunch.stderr
+
+
+def test_launch_killed_while_it_waits_leaves_no_gateway_and_no_claim(make_host):
+    """SIGTERM to `launch` (a service manager, `timeout`) while the gateway is not ready yet: the launcher unwinds
+    as for any failure, so nothing holds the account afterwards."""
+    host = make_host(accounts=1)
+    process = host.popen("launch", "-r", "r1", "-g", "killed", "--platform", "stubslow", "--timeout", "300")
+    said = []
+    for line in process.stderr:  # wait on what the CLI says, not on time
+        said.append(line)
+        if "created sipmediagw-killed" in line:
+            break
+    assert any("created sipmediagw-killed" in line for line in said), said
+    assert len(host.containers()) == 1
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    rest = process.stderr.read()
+    assert process.returncode != 0 and "Traceback" not in rest, rest
+    assert host.containers() == []
+    claims = host.client.containers.list(all=True, filters={"label": f"{labels.GATEWAY}=killed"})
+    assert claims == [], [c.name for c in claims]
+    # the account is free at once
+    assert host.run("launch", "-r", "r1", "-g", "next").returncode == 0
 
 
 def test_failed_launch_reports_and_leaves_nothing(make_host):

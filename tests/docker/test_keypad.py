@@ -28,6 +28,8 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from sipmediagw import dockerops, labels
+from sipmediagw.backends.engine import EngineBackend
+from sipmediagw.launcher import discard_gateway
 from sipmediagw.gateway import ivr
 from sipmediagw.gateway.menu_screen import Marker, decode_marker
 from sipmediagw.testbed._proc import TestbedError as CallerError
@@ -256,7 +258,7 @@ class Host:
         self.config = root / "sipmediagw.yaml"
         self.config.write_text(
             f"image: {image}\nlogs_dir: {self.logs_dir}\nbrowsing_dir: {browsing}\n"
-            f"baresip_dir: {PROJECT / 'baresip'}\nlock_file: {root / 'lock'}\n"
+            f"baresip_dir: {PROJECT / 'baresip'}\nbackend: engine\n"
             f"platform: keyroom\nbase_url: {site}\nmedia: userspace\n"
             f"cpu_per_gateway: 0.01\nmemory_per_gateway: 16M\nready_timeout: {READY_TIMEOUT}\n"
             f"alone_timeout: {ALONE_TIMEOUT}\nno_media_timeout: {NO_MEDIA_TIMEOUT}\nmax_call_duration: 600\n")
@@ -327,7 +329,7 @@ def host(tmp_path_factory: pytest.TempPathFactory, real_gateway_image: str, clie
     finally:
         for container in dockerops.list_gateways(client):
             if container.labels.get(labels.LOGS, "").startswith(str(setup.logs_dir)):
-                dockerops.remove_container(container)
+                discard_gateway(client, container.labels[labels.GATEWAY], EngineBackend(client))
 
 
 @pytest.fixture

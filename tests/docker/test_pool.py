@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from sipmediagw import dockerops, labels
+from sipmediagw.backends.engine import EngineBackend
+from sipmediagw.launcher import discard_gateway
 from sipmediagw.testbed.caller import BaresipCaller
 from sipmediagw.testbed.kamailio import Kamailio
 from sipmediagw.testbed.network import free_port
@@ -155,7 +157,7 @@ class Host:
         self.config = root / "sipmediagw.yaml"
         self.config.write_text(
             f"image: {image}\nlogs_dir: {self.logs_dir}\nbrowsing_dir: {browsing}\n"
-            f"baresip_dir: {PROJECT / 'baresip'}\nlock_file: {root / 'lock'}\n"
+            f"baresip_dir: {PROJECT / 'baresip'}\nbackend: engine\n"
             f"platform: poolroom\nbase_url: http://{bridge_ip}:8000\nmedia: userspace\n"
             f"cpu_per_gateway: 0.01\nmemory_per_gateway: 16M\nready_timeout: {READY_TIMEOUT}\n")
 
@@ -205,7 +207,7 @@ def host(tmp_path_factory: pytest.TempPathFactory, real_gateway_image: str, clie
     yield setup
     for container in dockerops.list_gateways(client):
         if container.labels.get(labels.LOGS, "").startswith(str(setup.logs_dir)):
-            dockerops.remove_container(container)
+            discard_gateway(client, container.labels[labels.GATEWAY], EngineBackend(client))
 
 
 @pytest.fixture(scope="module")

@@ -52,7 +52,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         yield local
 
 class Cli:
-    """Runs the real `sipmediagw` console script against one logs folder, lock file and accounts file."""
+    """Runs the real `sipmediagw` console script against one logs folder and accounts file."""
 
     def __init__(self, workdir: Path, stack: LocalStack) -> None:
         self.workdir = workdir
@@ -60,12 +60,12 @@ class Cli:
         self.env = dict(os.environ)
         self.env.update({
             "SIPMEDIAGW_LOGS_DIR": str(self.logs_dir),
-            "SIPMEDIAGW_LOCK_FILE": str(workdir / "sipmediagw.lock"),
             "SIPMEDIAGW_ACCOUNTS_FILE": str(stack.accounts_file()),
             "SIPMEDIAGW_IMAGE": IMAGE,
             "SIPMEDIAGW_PLATFORM": "janus",
             "SIPMEDIAGW_BASE_URL": stack.base_url,
             "SIPMEDIAGW_MEDIA": "userspace",
+            "SIPMEDIAGW_BACKEND": "engine",  # one engine, even on a host that is also a swarm manager
             # The default budget fits one video gateway on a 2-core host; the two-gateway test checks
             # reachability and audio, so it asks for a smaller budget, as an operator would for audio-mostly use.
             "SIPMEDIAGW_CPU_PER_GATEWAY": "0.6",

@@ -83,3 +83,9 @@ def test_shipped_example_parses():
     from pathlib import Path
     accounts = load_accounts(Path(__file__).resolve().parents[2] / "baresip" / "accounts.example")
     assert len(accounts) >= 2 and len({a.sip_uri for a in accounts}) == len(accounts)
+
+
+def test_the_same_account_spelled_differently_is_a_duplicate():
+    with pytest.raises(FileLineError, match=r"f:2: sip:a@h:5060 is already used on line 1"):
+        parse_accounts("<sip:a@h>\n<sip:a@H:5060>\n", "f")
+    assert len(parse_accounts("<sip:a@h>\n<sip:a@h:5070>\n<sip:A@h>\n", "f")) == 3

@@ -8,7 +8,7 @@ import pytest
 
 from sipmediagw import labels
 from sipmediagw.accounts import parse_accounts
-from sipmediagw.allocator import (Holding, allocate, choose_media, free_resources, holding_from_labels, host_lock)
+from sipmediagw.allocator import (Holding, allocate, choose_media, free_resources, holding_from_labels)
 from sipmediagw.devices import discover
 from sipmediagw.errors import ResourceError
 from sipmediagw.resources import Budget, HostResources
@@ -92,25 +92,3 @@ def test_free_resources_counts():
 def test_holding_from_labels_tolerates_odd_slot():
     holding = holding_from_labels({labels.GATEWAY: "g", labels.SLOT: "x", labels.ACCOUNT: "sip:a@h"})
     assert holding == Holding("g", None, "sip:a@h", "")
-
-
-def _hold_lock(path, started, release):
-    with host_lock(path):
-        started.set()
-        release.wait(30)
-
-
-def test_host_lock_excludes_other_processes_and_dies_with_its_holder(tmp_path):
-    path = tmp_path / "sub" / "lock"
-    started, release = multiprocessing.Event(), multiprocessing.Event()
-    holder = multiprocessing.Process(target=_hold_lock, args=(path, started, release))
-    holder.start()
-    assert started.wait(30)
-    import fcntl
-    fd = os.open(path, os.O_RDWR)
-    with pytest.raises(BlockingIOError):
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    holder.kill()  # a dead holder releases the lock: nothing stale is left behind
-    holder.join(30)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    os.close(fd)

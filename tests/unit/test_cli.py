@@ -24,11 +24,12 @@ COMMANDS = ["launch", "stop", "status", "logs", "doctor", "build"]
 class FakeContainer:
     def __init__(self, fake, cid, name, config, host_config):
         self.fake, self.id, self.name = fake, cid, name
-        self.labels = config["labels"]
+        self.labels = config.get("labels") or {}
         self.status = "created"
         self.files: dict[str, tuple[int, int, bytes]] = {}
         self.attrs = {"State": {"Status": "created", "ExitCode": 0, "StartedAt": "2026-01-01T00:00:00.123456789Z"},
-                      "Config": {"Env": config["environment"], "Labels": self.labels}, "HostConfig": host_config}
+                      "Created": "2026-01-01T00:00:00.1Z",
+                      "Config": {"Env": config.get("environment"), "Labels": self.labels}, "HostConfig": host_config}
 
     def __eq__(self, other):
         return isinstance(other, FakeContainer) and other.id == self.id
@@ -57,8 +58,26 @@ class FakeContainer:
     def remove(self, force=False):
         self.fake.containers_by_id.pop(self.id, None)
 
-    def logs(self, tail=None):
-        return b""
+    def logs(self, tail=None, stream=False, follow=False):
+        # the gateway's stdout mirrors its app.log
+        path = Path(self.labels.get(labels.LOGS, "/nonexistent")) / "app.log"
+        data = path.read_bytes() if path.is_file() else b""
+        if tail is not None and tail != "all":
+            data = b"".join(data.splitlines(keepends=True)[-tail:]) if tail else b""
+        return iter([data]) if stream else data
+
+    def get_archive(self, path):
+        """docker cp out of the container: the log folder is the host folder of the LOGS label (as mounted)."""
+        folder = "/var/log/sipmediagw/"
+        if not path.startswith(folder) or labels.LOGS not in self.labels:
+            raise docker.errors.NotFound("no such file")
+        source = Path(self.labels[labels.LOGS]) / path[len(folder):]
+        if not source.is_file():
+            raise docker.errors.NotFound("no such file")
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            tar.add(source, arcname=source.name)
+        return iter([buffer.getvalue()]), {"size": source.stat().st_size, "mode": 0o644}
 
     def stats(self, stream=False):
         return {"cpu_stats": {"cpu_usage": {"total_usage": 300}, "system_cpu_usage": 2000, "online_cpus": 2},
@@ -67,7 +86,8 @@ class FakeContainer:
 
 
 def all_match(container_labels, pairs):
-    return all(container_labels.get(k) == v for k, v in pairs)
+    # a filter "key=value" matches that value, a filter "key" the key's presence (as the engine does)
+    return all(container_labels.get(p[0]) == p[1] if len(p) == 2 else p[0] in container_labels for p in pairs)
 
 
 class FakeDocker:
@@ -78,6 +98,7 @@ class FakeDocker:
         self.containers_by_id: dict[str, FakeContainer] = {}
         self.stopped: list = []
         self.containers, self.images, self.api = self, self, self
+        self.base_url = "http+docker://localhost"  # the local engine: host folders are bind-mounted
 
     # client.containers
     def list(self, all=False, filters=None):
@@ -86,18 +107,40 @@ class FakeDocker:
         return [c for c in self.containers_by_id.values()
                 if (all or c.status == "running") and all_match(c.labels, pairs)]
 
+    def __call__(self, all=False, filters=None):
+        """client.api.containers(): summaries (client.containers and client.api are this object too)."""
+        return [{"Id": c.id, "Names": [f"/{c.name}"], "Labels": c.labels, "Created": 1767225600}
+                for c in self.list(all=all, filters=filters)]
+
     def get(self, key):
         if key in self.containers_by_id:
             return self.containers_by_id[key]
+        named = [c for c in self.containers_by_id.values() if c.name == key]
+        if named:
+            return named[0]
         if key in self.images_present:
             return key
         raise docker.errors.ImageNotFound(key)
+
+    def remove_container(self, cid, force=False):
+        if cid not in self.containers_by_id:
+            raise docker.errors.NotFound("gone")
+        self.containers_by_id.pop(cid)
+
+    def info(self):
+        return {"Name": "fakehost", "Swarm": {"LocalNodeState": "inactive", "ControlAvailable": False}}
+
+    def claim_containers(self):
+        return [c for c in self.containers_by_id.values() if labels.CLAIM in c.labels]
+
+    def gateways(self):
+        return [c for c in self.containers_by_id.values() if labels.MANAGED in c.labels]
 
     # client.api
     def create_host_config(self, **kw):
         return kw
 
-    def create_container(self, host_config, **create):
+    def create_container(self, host_config=None, **create):
         if any(c.name == create["name"] for c in self.containers_by_id.values()):
             raise docker.errors.APIError("Conflict", response=type("R", (), {"status_code": 409})())
         cid = f"id{len(self.containers_by_id) + len(self.stopped)}-{create['name']}"
@@ -124,7 +167,7 @@ def env(tmp_path, monkeypatch):
     (tmp_path / "accounts").write_text("<sip:gw1@h>;auth_pass=SECRET1\n<sip:gw2@h>;auth_pass=SECRET2\n")
     (tmp_path / "sipmediagw.yaml").write_text(
         f"accounts_file: {tmp_path / 'accounts'}\nlogs_dir: {tmp_path / 'logs'}\nbrowsing_dir: {tmp_path / 'browsing'}\n"
-        f"baresip_dir: {tmp_path}\nlock_file: {tmp_path / 'lock'}\nbase_url: https://meet.example.org\n"
+        f"baresip_dir: {tmp_path}\nbase_url: https://meet.example.org\n"
         f"sysroot: {FIXTURES / 'sysroot-empty'}\n")
     return tmp_path
 
@@ -152,7 +195,7 @@ def test_launch_then_status_then_logs_then_stop(env):
     launched = invoke(fake, "launch", "-r", "room1", "-g", "gw-a")
     assert launched.exit_code == 0, launched.output
     assert "call: sip:gw1@h" in launched.stdout and "[sipmediagw] ready" in launched.stderr
-    [container] = fake.containers_by_id.values()
+    [container] = fake.gateways()
     uid, mode, content = container.files["/run/secrets/sipmediagw-account"]
     assert (uid, mode, content) == (10001, 0o400, b"<sip:gw1@h>;auth_pass=SECRET1\n")
     assert "SECRET" not in json.dumps(container.attrs)
@@ -187,7 +230,7 @@ def test_second_launch_takes_the_next_slot_and_account(env):
     assert "slot 1" in second.stdout and "call: sip:gw2@h" in second.stdout
     third = invoke(fake, "launch", "-r", "r", "-g", "c", "--no-wait")
     assert third.exit_code == 3 and "no free SIP account" in third.stderr
-    assert len(fake.containers_by_id) == 2
+    assert len(fake.gateways()) == 2 and len(fake.claim_containers()) == 4  # an account and a slot each
 
 
 def test_launch_same_name_twice(env):
@@ -248,7 +291,7 @@ def test_stop_all(env):
 def test_status_shows_exited_gateway_and_frees_it(env):
     fake = FakeDocker()
     invoke(fake, "launch", "-r", "r", "-g", "a")
-    next(iter(fake.containers_by_id.values())).status = "exited"  # killed from outside
+    fake.gateways()[0].status = "exited"  # killed from outside
     data = json.loads(invoke(fake, "status", "--json").stdout)
     assert data["gateways"][0]["state"] == "exited" and (data["free_slots"], data["free_accounts"]) == (2, 2)
 
@@ -258,7 +301,7 @@ def test_launch_without_room_starts_a_pool_gateway_and_status_shows_it(env):
     result = invoke(fake, "launch", "-g", "p")
     assert result.exit_code == 0, result.output
     assert "gateway p ready as a pool gateway" in result.stdout and "call: sip:gw1@h" in result.stdout
-    [container] = fake.containers_by_id.values()
+    [container] = fake.gateways()
     assert container.labels[labels.MODE] == "pool" and labels.ROOM not in container.labels
     environment = container.attrs["Config"]["Env"]
     assert "SIPMEDIAGW_ROOM" not in environment and environment["SIPMEDIAGW_SERVICE_USER"] == "meet"
@@ -284,8 +327,8 @@ def test_launch_count_starts_a_numbered_pool_each_on_its_own_account(env):
     assert [line.split()[1] for line in result.stdout.splitlines() if line.startswith("gateway ")] == [
         "pool-1", "pool-2"]
     assert "call: sip:gw1@h" in result.stdout and "call: sip:gw2@h" in result.stdout
-    assert sorted(c.labels[labels.GATEWAY] for c in fake.containers_by_id.values()) == ["pool-1", "pool-2"]
-    assert {c.labels[labels.MODE] for c in fake.containers_by_id.values()} == {"pool"}
+    assert sorted(c.labels[labels.GATEWAY] for c in fake.gateways()) == ["pool-1", "pool-2"]
+    assert {c.labels[labels.MODE] for c in fake.gateways()} == {"pool"}
 
 
 def test_launch_count_stops_when_accounts_run_out_and_keeps_what_started(env):
@@ -296,7 +339,7 @@ def test_launch_count_stops_when_accounts_run_out_and_keeps_what_started(env):
     [error] = result.stderr.strip().splitlines()[-1:]
     assert error.startswith("Error: started 2 of 3 pool gateways (pool-1, pool-2: kept running); pool-3: ")
     assert "no free SIP account" in error
-    assert sorted(c.labels[labels.GATEWAY] for c in fake.containers_by_id.values()) == ["pool-1", "pool-2"]
+    assert sorted(c.labels[labels.GATEWAY] for c in fake.gateways()) == ["pool-1", "pool-2"]
 
 
 def test_launch_count_refuses_a_room_and_names_that_would_be_too_long(env):
@@ -393,17 +436,28 @@ def test_build_arguments_are_validated(env):
     assert result.exit_code == 2 and "no Dockerfile" in result.stderr
 
 
-def test_follow_yields_appended_text_until_the_gateway_stops(tmp_path):
-    from sipmediagw.cli import _follow
+def test_following_a_file_in_the_container_yields_appended_lines_until_it_stops(tmp_path):
+    """`logs --err -f` reads err.log through the engine's archive API and polls it while the gateway runs."""
+    from sipmediagw.backends.engine import _follow_file
 
-    log = tmp_path / "app.log"
-    log.write_text("old line\n")
-    checks = iter([True, False])
+    log = tmp_path / "err.log"
+    log.write_text("old 1\nold 2\n")
+    container = FakeContainer(FakeDocker(), "c1", "sipmediagw-x", {"labels": {labels.LOGS: str(tmp_path)}}, {})
+    container.fake.containers_by_id["c1"] = container
+    container.status = "running"
+    reads = 0
+    original = container.get_archive
 
-    def alive():
-        # the gateway writes one more line, then stops
-        with open(log, "a") as handle:
-            handle.write("new line\n")
-        return next(checks)
+    def get_archive(path):
+        nonlocal reads
+        reads += 1
+        if reads == 2:  # the gateway writes one more line, then stops
+            with open(log, "a") as handle:
+                handle.write("new line\n")
+        if reads == 3:
+            container.status = "exited"
+        return original(path)
 
-    assert list(_follow(log, alive, interval=0)) == ["new line\n"]
+    container.get_archive = get_archive
+    assert list(_follow_file(container, "/var/log/sipmediagw/err.log", 1, follow=True, interval=0)) == \
+        ["old 2", "new line"]

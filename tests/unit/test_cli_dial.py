@@ -73,7 +73,7 @@ def test_dial_runs_the_request_client_through_docker_exec_and_reports_the_answer
     result = invoke(fake, "dial", "p", URI, "-r", "1234", "--timeout", "45")
     assert result.exit_code == 0, result.output
     [(container, argv)] = fake.execs
-    assert container == next(iter(fake.containers_by_id))
+    assert container == fake.gateways()[0].id
     assert argv == CLIENT + ["dial", "--timeout", "45", "--room", "1234", "--", URI]  # no shell: the URI is one arg
     assert result.stdout == f"gateway p called {URI}: answered by Board Room, in room 1234 (janus)\n"
     assert result.stderr.splitlines() == [
@@ -142,7 +142,7 @@ def test_unknown_or_stopped_gateways(env) -> None:
     fake = launched(ExecDocker(), "-g", "p")
     missing = invoke(fake, "dial", "q", URI, "-r", "1")
     assert missing.exit_code == 4 and "no gateway named 'q'" in missing.stderr
-    next(iter(fake.containers_by_id.values())).status = "exited"
+    fake.gateways()[0].status = "exited"
     stopped = invoke(fake, "dial", "p", URI, "-r", "1")
     assert stopped.exit_code == GatewayNotReady.exit_code == 9 and "is not running (exited)" in stopped.stderr
 
@@ -174,7 +174,7 @@ def test_an_image_without_the_request_client_is_explained(env) -> None:
 def test_launch_audio_only_sets_env_and_label_and_status_shows_it(env) -> None:
     fake = launched(ExecDocker(), "-g", "a", "--audio-only")
     launched(fake, "-g", "v")
-    by_name = {c.labels[labels.GATEWAY]: c for c in fake.containers_by_id.values()}
+    by_name = {c.labels[labels.GATEWAY]: c for c in fake.gateways()}
     assert by_name["a"].labels[labels.AUDIO_ONLY] == "true"
     assert by_name["a"].attrs["Config"]["Env"]["SIPMEDIAGW_AUDIO_ONLY"] == "1"
     assert by_name["v"].labels[labels.AUDIO_ONLY] == "false"
@@ -188,9 +188,9 @@ def test_launch_audio_only_sets_env_and_label_and_status_shows_it(env) -> None:
 def test_launch_audio_only_from_the_settings_file(env) -> None:
     (env / "sipmediagw.yaml").write_text((env / "sipmediagw.yaml").read_text() + "audio_only: true\n")
     fake = launched(ExecDocker(), "-g", "a")
-    assert next(iter(fake.containers_by_id.values())).labels[labels.AUDIO_ONLY] == "true"
+    assert fake.gateways()[0].labels[labels.AUDIO_ONLY] == "true"
     fake = launched(ExecDocker(), "-g", "b", "--with-video")  # the flag wins over the file
-    assert next(iter(fake.containers_by_id.values())).labels[labels.AUDIO_ONLY] == "false"
+    assert fake.gateways()[0].labels[labels.AUDIO_ONLY] == "false"
 
 
 def test_status_shows_a_dialling_gateway_and_the_dialled_party(env) -> None:

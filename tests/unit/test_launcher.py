@@ -7,6 +7,7 @@ import pytest
 from sipmediagw import labels
 from sipmediagw.accounts import parse_account_line
 from sipmediagw.allocator import Allocation
+from sipmediagw.backends import Handle, Observation
 from sipmediagw.devices import discover
 from sipmediagw.errors import ConfigError, LaunchFailed, ValidationError
 from sipmediagw.dispatch import parse_rules, rules_from_json
@@ -127,64 +128,72 @@ def test_prepare_log_folder_drops_a_stale_state_file(tmp_path):
     assert folder.is_dir() and not (folder / "state.json").exists()
 
 
-class FakeContainer:
-    """Container whose status follows a script; each reload() advances it and may write a state file."""
+class ScriptedBackend:
+    """A backend whose observations follow a script (one per poll); diagnostics like the engine's."""
 
-    name = "sipmediagw-gw"
+    kind = "engine"
 
-    def __init__(self, steps, folder):
-        self.steps, self.folder, self.status = list(steps), folder, "created"
-        self.attrs = {"State": {"Status": "created", "ExitCode": 0}}
+    def __init__(self, steps):
+        self.steps = list(steps)
 
-    def reload(self):
-        if self.steps:
-            self.status, state = self.steps.pop(0)
-            self.attrs["State"] = {"Status": self.status, "ExitCode": 3 if self.status == "exited" else 0}
-            if state:
-                write_state(self.folder, state)
+    def observe(self, handle):
+        return self.steps.pop(0) if len(self.steps) > 1 else self.steps[0]
 
-    def logs(self, tail):
-        return b"docker says hello auth_pass=LEAK\n"
+    def diagnostics(self, handle, lines):
+        return ["container sipmediagw-gw: status=exited exit_code=3", "last lines of its log:",
+                "  docker says hello auth_pass=LEAK", "  [t] baresip: 401 Unauthorized auth_pass=LEAK"]
+
+
+HANDLE = Handle("gw", "sipmediagw-gw", {}, None)
 
 
 def status(state, **kw):
     return GatewayStatus("gw", state, components={"baresip": ComponentStatus(ComponentState.STARTING)}, **kw)
 
 
-def run_wait(container, folder, timeout=100.0):
+def run_wait(steps, timeout=100.0):
     said = []
     ticks = iter(range(10_000))
-    wait_ready(container, folder, timeout, said.append, clock=lambda: next(ticks), sleep=lambda s: None)
-    return said
+    node = wait_ready(ScriptedBackend(steps), HANDLE, timeout, said.append, clock=lambda: next(ticks),
+                      sleep=lambda s: None)
+    return said, node
 
 
-def test_wait_ready_reports_progress_then_returns(tmp_path):
-    steps = [("running", None), ("running", status(GatewayState.STARTING)),
-             ("running", status(GatewayState.READY, sip_uri="sip:gw1@h"))]
-    said = run_wait(FakeContainer(steps, tmp_path), tmp_path)
-    assert said == ["container started, waiting for its state file", "starting (waiting for baresip)",
-                    "ready (sip:gw1@h)"]
+def test_wait_ready_reports_progress_then_returns_the_node():
+    steps = [Observation("starting", detail="task preparing"), Observation("running", node="n1"),
+             Observation("running", status(GatewayState.STARTING), node="n1"),
+             Observation("running", status(GatewayState.READY, sip_uri="sip:gw1@h"), node="n1")]
+    said, node = run_wait(steps)
+    assert said == ["started, waiting for its first state report (task preparing)",
+                    "started, waiting for its first state report", "starting (waiting for baresip)",
+                    "ready (sip:gw1@h) on n1"]
+    assert node == "n1"
 
 
-def test_wait_ready_fails_at_once_on_error_state_with_logs_and_hint(tmp_path):
-    (tmp_path / "err.log").write_text("[t] baresip: 401 Unauthorized auth_pass=LEAK\n")
-    steps = [("running", status(GatewayState.ERROR, last_error="registration failed"))]
+def test_a_ready_document_of_a_task_not_yet_running_is_not_ready():
+    """Swarm: a state line from the previous task must not make a restarting gateway look ready."""
+    steps = [Observation("starting", status(GatewayState.READY)), Observation("running", status(GatewayState.READY))]
+    said, _ = run_wait(steps)
+    assert len(said) == 2 and said[-1] == "ready (registered)"
+
+
+def test_wait_ready_fails_at_once_on_error_state_with_logs_and_hint():
+    steps = [Observation("running", status(GatewayState.ERROR, last_error="registration failed"))]
     with pytest.raises(LaunchFailed) as caught:
-        run_wait(FakeContainer(steps, tmp_path), tmp_path)
+        run_wait(steps)
     text = str(caught.value)
     assert "reported error: registration failed" in text and "401 Unauthorized" in text and "hint:" in text
     assert "LEAK" not in text and "auth_pass=***" in text
 
 
-def test_wait_ready_fails_when_the_container_exits(tmp_path):
+def test_wait_ready_fails_when_the_gateway_exits():
     with pytest.raises(LaunchFailed) as caught:
-        run_wait(FakeContainer([("exited", None)], tmp_path), tmp_path)
+        run_wait([Observation("exited", detail="exit code 3")])
     text = str(caught.value)
-    assert "exited before it was ready" in text and "exit_code=3" in text
-    assert "docker says hello" in text and "LEAK" not in text  # no log files: docker logs are shown instead
+    assert "exited before it was ready (exit code 3)" in text and "exit_code=3" in text
+    assert "docker says hello" in text and "LEAK" not in text
 
 
-def test_wait_ready_times_out(tmp_path):
-    steps = [("running", status(GatewayState.STARTING))] * 50
+def test_wait_ready_times_out():
     with pytest.raises(LaunchFailed, match="not ready after 5 s"):
-        run_wait(FakeContainer(steps, tmp_path), tmp_path, timeout=5)
+        run_wait([Observation("running", status(GatewayState.STARTING))], timeout=5)

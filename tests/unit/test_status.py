@@ -3,37 +3,52 @@
 import datetime as dt
 
 from sipmediagw import labels
-from sipmediagw.state import GatewayState, GatewayStatus, write_state
+from sipmediagw.backends import Handle, Observation
+from sipmediagw.state import GatewayState, GatewayStatus, parse_state
 from sipmediagw.status import (GatewayInfo, HostStatus, describe, gateway_state, human_duration, render_table,
                                room_cell)
 
 
-class Stub:
-    def __init__(self, status, folder, started="2026-01-01T10:00:00.5Z"):
-        self.status, self.name = status, "sipmediagw-gw"
-        self.labels = {labels.GATEWAY: "gw", labels.LOGS: str(folder), labels.SLOT: "3", labels.MEDIA: "kernel",
-                       labels.ACCOUNT: "sip:gw@h", labels.ROOM: "r", labels.PLATFORM: "jitsi"}
-        self.attrs = {"State": {"StartedAt": started}}
+LABELS = {labels.GATEWAY: "gw", labels.SLOT: "3", labels.MEDIA: "kernel", labels.ACCOUNT: "sip:gw@h",
+          labels.ROOM: "r", labels.PLATFORM: "jitsi"}
+STARTED = dt.datetime(2026, 1, 1, 10, 0, 0, 500000, tzinfo=dt.timezone.utc)
 
 
-def test_state_comes_from_the_state_file_while_running(tmp_path):
-    assert gateway_state(Stub("running", tmp_path), tmp_path) == ("starting", None)
-    write_state(tmp_path, GatewayStatus("gw", GatewayState.IN_CALL))
-    assert gateway_state(Stub("running", tmp_path), tmp_path) == ("in-call", None)
-    write_state(tmp_path, GatewayStatus("gw", GatewayState.ERROR, last_error="browser died"))
-    assert gateway_state(Stub("running", tmp_path), tmp_path) == ("error", "browser died")
+def handle(**changes):
+    tags = {**LABELS, **changes}
+    return Handle("gw", "sipmediagw-gw", {k: v for k, v in tags.items() if v is not None}, None)
 
 
-def test_a_stopped_container_is_exited_whatever_its_file_says(tmp_path):
-    write_state(tmp_path, GatewayStatus("gw", GatewayState.READY))
-    assert gateway_state(Stub("exited", tmp_path), tmp_path)[0] == "exited"
+def running(status=None, **kw):
+    return Observation("running", status=status, node="host1", started=STARTED, **kw)
 
 
-def test_describe_reads_labels_and_uptime(tmp_path):
+def test_state_is_the_gateways_own_word_while_it_runs():
+    assert gateway_state(running()) == ("starting", None)
+    assert gateway_state(running(GatewayStatus("gw", GatewayState.IN_CALL))) == ("in-call", None)
+    assert gateway_state(running(GatewayStatus("gw", GatewayState.ERROR, last_error="browser died"))) == \
+        ("error", "browser died")
+
+
+def test_a_stopped_gateway_is_exited_whatever_it_said_last():
+    seen = Observation("exited", status=GatewayStatus("gw", GatewayState.READY), detail="exit code 137")
+    assert gateway_state(seen) == ("exited", "exit code 137")
+
+
+def test_describe_reads_labels_uptime_and_node():
     now = dt.datetime(2026, 1, 1, 11, 2, 5, tzinfo=dt.timezone.utc)
-    info = describe(Stub("running", tmp_path), now=now, with_stats=False)
+    info = describe(handle(), running(), now=now)
     assert (info.name, info.slot, info.media, info.sip_uri, info.platform) == ("gw", 3, "kernel", "sip:gw@h", "jitsi")
     assert info.uptime == 3724.5 and human_duration(info.uptime) == "1h02m"
+    assert info.node == "host1" and info.note is None
+
+
+def test_a_gateway_that_moved_says_so_in_status():
+    moved = running(GatewayStatus("gw", GatewayState.READY), detail="moved from worker-1 (node down; ...)")
+    info = describe(handle(), moved)
+    text = render_table(HostStatus([info], "userspace", 0, 0, backend="swarm"))
+    assert "gw: moved from worker-1 (node down; ...)" in text and "host1" in text
+    assert "free slots: 0 (swarm: gateways that fit on the nodes)" in text
 
 
 def test_table_has_docker_ps_columns_and_free_counts():
@@ -61,25 +76,23 @@ def test_room_cell_says_where_the_gateway_is_now():
     assert room_cell(row("in-call", mode="pool", caller="Alice")) == "(keypad menu)"
 
 
-def test_a_pool_gateway_in_a_call_shows_room_caller_and_duration(tmp_path):
+def test_a_pool_gateway_in_a_call_shows_room_caller_and_duration():
     now = dt.datetime(2026, 1, 1, 11, 2, 5, tzinfo=dt.timezone.utc)
-    stub = Stub("running", tmp_path)
-    del stub.labels[labels.ROOM]
-    stub.labels[labels.MODE] = "pool"
-    write_state(tmp_path, GatewayStatus("gw", GatewayState.READY, mode="pool", last_end_reason="unknown meeting 9"))
-    idle = describe(stub, now=now, with_stats=False)
+    stub = handle(**{labels.ROOM: None, labels.MODE: "pool"})
+    idle = describe(stub, running(GatewayStatus("gw", GatewayState.READY, mode="pool",
+                                                last_end_reason="unknown meeting 9")), now=now)
     assert (idle.mode, idle.room, idle.fixed_room, idle.caller, idle.call_duration) == ("pool", None, None, None, None)
     assert idle.last_end_reason == "unknown meeting 9" and idle.platform == "jitsi"
-    write_state(tmp_path, GatewayStatus("gw", GatewayState.IN_CALL, mode="pool", room="1234", call_platform="janus",
-                                        meeting="1234", caller="Alice", call_started="2026-01-01T11:00:00+00:00"))
-    busy = describe(stub, now=now, with_stats=False)
+    busy = describe(stub, running(GatewayStatus("gw", GatewayState.IN_CALL, mode="pool", room="1234",
+                                                call_platform="janus", meeting="1234", caller="Alice",
+                                                call_started="2026-01-01T11:00:00+00:00")), now=now)
     assert (busy.room, busy.platform, busy.caller, busy.meeting, busy.call_duration) == (
         "1234", "janus", "Alice", "1234", 125.0)
     assert busy.to_dict()["call_started"] == "2026-01-01T11:00:00+00:00"
 
 
-def test_an_old_fixed_gateway_without_mode_label_or_call_fields_is_read(tmp_path):
-    stub = Stub("running", tmp_path)  # labels of a container made before pool gateways: a room, no mode
-    (tmp_path / "state.json").write_text('{"gateway": "gw", "state": "ready", "room": "r", "future_key": 1}')
-    info = describe(stub, with_stats=False)
+def test_an_old_fixed_gateway_without_mode_label_or_call_fields_is_read():
+    stub = handle()  # labels of a container made before pool gateways: a room, no mode
+    document = parse_state('{"gateway": "gw", "state": "ready", "room": "r", "future_key": 1}')
+    info = describe(stub, running(document))
     assert (info.mode, info.room, info.fixed_room, info.state) == ("fixed", "r", "r", "ready")

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Stub gateway: what the host CLI may rely on, nothing more.
 #  - the account file must be readable (by this user only); its URI (never the password) goes to the logs
-#  - state.json says "ready" once "registered"; platform "stubfail" makes it report error and exit 3
+#  - state.json says "ready" once "registered"; platform "stubfail" makes it report error and exit 3, platform
+#    "stubslow" keeps it "starting" for ever
 #  - SIGTERM: state "exited", exit 0
 set -u
 dir=${SIPMEDIAGW_LOG_DIR:-/var/log/sipmediagw}
@@ -39,8 +40,12 @@ if [ "${SIPMEDIAGW_PLATFORM:-}" = "stubfail" ]; then
   state error '"driver stubfail failed"'
   exit 3
 fi
-log "REGISTER_OK $uri"
-state ready null
+if [ "${SIPMEDIAGW_PLATFORM:-}" = "stubslow" ]; then
+  state starting null
+else
+  log "REGISTER_OK $uri"
+  state ready null
+fi
 while :; do
   sleep 1 &
   wait $!
