@@ -1,7 +1,7 @@
 """Test tiers and session-wide fixtures.
 
 Tiers: every test under tests/integration/ that is not `e2e` is marked `integration` here (it runs real programs on the
-host), so `-m "not integration and not docker and not e2e"` needs nothing but Python and the pip dependencies.
+host), so `-m "not integration and not docker and not e2e and not swarm"` needs nothing but Python and the pip dependencies.
 
 The real gateway image is built from this source tree once per session when it is not current.
 
