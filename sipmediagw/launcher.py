@@ -43,6 +43,8 @@ BARESIP_TEMPLATE = "config_default"
 CONTAINER_ACCOUNT_FILE = "/run/secrets/sipmediagw-account"
 
 Progress = Callable[[str], None]
+#: seconds between readiness polls: a swarm observation reads the task's log through the manager, poll it less often
+POLL_INTERVAL = {"engine": 0.25, "swarm": 1.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -438,9 +440,8 @@ def launch(
             raise LaunchFailed(failure_report(backend, handle, f"docker could not start the gateway: "
                                               f"{exc.explanation or exc}",
                                               "check the mounts and devices above with `sipmediagw doctor`")) from exc
-        # a swarm observation reads the task's log through the manager: poll it less often
-        poll = 1.0 if backend.kind == "swarm" else 0.25
-        node = wait_ready(backend, handle, settings.ready_timeout, progress, poll_interval=poll) if wait else None
+        node = wait_ready(backend, handle, settings.ready_timeout, progress,
+                          poll_interval=POLL_INTERVAL[backend.kind]) if wait else None
     except BaseException:
         if handle is not None:
             backend.remove(handle, 0)
@@ -499,7 +500,7 @@ def launch_pool(
             try:
                 node = wait_ready(backend, handle, settings.ready_timeout,
                                   lambda message: progress(f"{result.gateway}: {message}"),
-                                  poll_interval=1.0 if backend.kind == "swarm" else 0.25)
+                                  poll_interval=POLL_INTERVAL[backend.kind])
             except BaseException:
                 remove_gateway(backend, handle, 0)
                 raise
