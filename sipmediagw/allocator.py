@@ -121,7 +121,8 @@ def allocate(
     held_slots = {h.slot for h in holdings if h.media == media and h.slot is not None}
     free_slots = [s for s in all_slots if s not in held_slots]
     if host is not None:
-        admit(budget, host, running=len(holdings))
+        # gateways, not holdings: a launch that lost a race is remembered once per lost account or slot
+        admit(budget, host, running=len({h.gateway for h in holdings}))
     if not free_slots:
         raise ResourceError(f"no free {media} slot: all {len(all_slots)} slot(s) are in use")
     slot = free_slots[0]

@@ -314,15 +314,20 @@ def _holdings(backend: Backend, store: claims.ClaimStore, gateway: str) -> list[
     """What is held: every other live gateway, and the live claims whose account no gateway shows yet (a launch
     in progress elsewhere)."""
     held = [holding_from_labels(h.labels) for h in backend.list() if h.gateway != gateway and backend.holds(h)]
-    accounts = {h.account for h in held}
+    # a gateway's own claims are already counted through it: admission counts gateways, so count each once
+    shown = {h.gateway for h in held}
+    launching: dict[str, Holding] = {}  # launches in progress elsewhere: their claims, one holding each
     for claim in claims.live_claims(store):
-        if claim.kind == claims.ACCOUNT and claim.value not in accounts:
-            held.append(Holding(claim.gateway, None, claim.value, ""))
+        if claim.gateway in shown:
+            continue
+        so_far = launching.get(claim.gateway, Holding(claim.gateway, None, "", ""))
+        if claim.kind == claims.ACCOUNT:
+            launching[claim.gateway] = dataclasses.replace(so_far, account=claim.value)
         elif claim.kind == claims.SLOT:
             media, _, slot = claim.value.rpartition("-")
             if slot.isdigit():
-                held.append(Holding(claim.gateway, int(slot), "", media))
-    return held
+                launching[claim.gateway] = dataclasses.replace(so_far, slot=int(slot), media=media)
+    return held + list(launching.values())
 
 
 def claim_resources(

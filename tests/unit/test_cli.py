@@ -461,3 +461,16 @@ def test_following_a_file_in_the_container_yields_appended_lines_until_it_stops(
     container.get_archive = get_archive
     assert list(_follow_file(container, "/var/log/sipmediagw/err.log", 1, follow=True, interval=0)) == \
         ["old 2", "new line"]
+
+
+def test_a_gateways_own_claims_do_not_count_against_the_hosts_capacity(env):
+    """The host fits 2 gateways of 4 cores: a gateway and its account + slot claims are one gateway, not three."""
+    (env / "accounts").write_text("".join(f"<sip:gw{i}@h>;auth_pass=S{i}\n" for i in range(1, 4)))
+    with open(env / "sipmediagw.yaml", "a") as config:
+        config.write("cpu_per_gateway: 4\n")
+    fake = FakeDocker()
+    assert invoke(fake, "launch", "-r", "r", "-g", "a").exit_code == 0
+    second = invoke(fake, "launch", "-r", "r", "-g", "b")
+    assert second.exit_code == 0, second.output
+    third = invoke(fake, "launch", "-r", "r", "-g", "c")
+    assert third.exit_code == 3 and "no CPU/memory headroom: 2 gateway(s) running, the host fits 2" in third.stderr
