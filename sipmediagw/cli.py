@@ -31,10 +31,9 @@ from .launcher import (LaunchRequest, LaunchResult, PartialLaunch, launch, launc
                        stop_gateway, tail_file)
 from .names import validate_gateway_name, validate_room_name
 from .resources import sample_host
-from .settings import MEDIA_MODES, Settings, load_settings, project_root
-from .sipuri import check_dial_uri
 from .backends import Backend, select_backend
-from .settings import BACKENDS
+from .settings import BACKENDS, MEDIA_MODES, Settings, check_constraint, load_settings, project_root
+from .sipuri import check_dial_uri
 from .status import gather, render_table
 
 #: documented in docs/cli.md (generated from this table)
@@ -223,8 +222,6 @@ def launch_command(ctx: click.Context, room: str | None, gateway: str, count: in
       sipmediagw launch -r testroom -g gw1 --platform jitsi --domain https://meet.example.org
       sipmediagw launch -g pool --count 4 --platform janus --domain https://janus.example.org
     """
-    from .settings import check_constraint
-
     try:
         checked = tuple(check_constraint(c) for c in constraints) or None
     except ValueError as exc:
