@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import os
+import re
 import time
 import urllib.parse
 from pathlib import Path
@@ -93,19 +94,29 @@ class PartialLaunch(SipMediaGwError):
 
 
 def normalise_base_url(value: str) -> str:
-    """``meet.example.org`` -> ``https://meet.example.org``; reject what is not an http(s) URL or holds credentials."""
+    """``meet.example.org`` -> ``https://meet.example.org``; reject what is not an http(s) URL of a host (with an
+    optional port and path), e.g. one with credentials, a query or a fragment (the drivers append the room to it).
+    Errors show the URL with any user:password masked."""
     text = (value or "").strip()
     if not text:
         raise ValidationError("no conferencing service given: pass --domain URL (or base_url in sipmediagw.yaml)")
     if "://" not in text:
         text = "https://" + text
-    parsed = urllib.parse.urlsplit(text)
+    shown = re.sub(r"//[^/?#]*@", "//***@", text)
+    expected = f"invalid conferencing service URL {shown!r}: expected https://host[:port][/path]"
+    try:
+        parsed = urllib.parse.urlsplit(text)
+        parsed.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
+    except ValueError as exc:
+        raise ValidationError(f"{expected} ({exc})") from None
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValidationError(f"invalid conferencing service URL {value!r}: expected https://host[:port][/path]")
+        raise ValidationError(expected)
     if parsed.username or parsed.password:
         raise ValidationError("the conferencing service URL must not contain a user or password")
     if any(ch.isspace() for ch in text):
-        raise ValidationError(f"invalid conferencing service URL {value!r}: contains whitespace")
+        raise ValidationError(f"invalid conferencing service URL {shown!r}: contains whitespace")
+    if parsed.query or parsed.fragment or text.endswith(("?", "#")):
+        raise ValidationError(f"{expected}: no ?query or #fragment (the room is appended to it)")
     return text.rstrip("/")
 
 

@@ -104,8 +104,8 @@ class Settings:
             raise ConfigError(f"cpu_per_gateway must be > 0, not {self.cpu_per_gateway}")
         if self.memory_per_gateway <= 0:
             raise ConfigError(f"memory_per_gateway must be > 0, not {self.memory_per_gateway}")
-        if self.ready_timeout <= 0:
-            raise ConfigError(f"ready_timeout must be > 0, not {self.ready_timeout}")
+        if not 0 < self.ready_timeout <= 86400:  # also refuses nan and inf, which would wait for ever
+            raise ConfigError(f"ready_timeout must be between 0 and 86400 seconds, not {self.ready_timeout}")
         for name in ("alone_timeout", "no_media_timeout", "max_call_duration"):
             value = getattr(self, name)
             if not 0 <= value <= 7 * 86400:  # also refuses nan and inf

@@ -106,7 +106,8 @@ def test_normalise_base_url(given, expected):
     assert normalise_base_url(given) == expected
 
 
-@pytest.mark.parametrize("bad", ["", "ftp://x", "https://user:pw@x", "https://", "https://a b"])
+@pytest.mark.parametrize("bad", ["", "ftp://x", "https://user:pw@x", "https://", "https://a b", "https://[::1",
+                                 "https://h:99999", "https://h/x?room=1", "https://h/#top", "https://h?"])
 def test_bad_base_urls(bad):
     with pytest.raises(ValidationError):
         normalise_base_url(bad)
@@ -197,3 +198,15 @@ def test_wait_ready_fails_when_the_gateway_exits():
 def test_wait_ready_times_out():
     with pytest.raises(LaunchFailed, match="not ready after 5 s"):
         run_wait([Observation("running", status(GatewayState.STARTING))], timeout=5)
+
+
+def test_a_bad_base_url_error_never_shows_a_password():
+    with pytest.raises(ValidationError) as caught:
+        normalise_base_url("https://alice:s3cret@[::1")
+    assert "s3cret" not in str(caught.value) and "***@" in str(caught.value)
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), 0.0, -1.0])
+def test_a_ready_timeout_that_would_never_end_is_refused(timeout):
+    with pytest.raises(ConfigError, match="ready_timeout must be between 0 and 86400"):
+        Settings(ready_timeout=timeout)
