@@ -417,6 +417,9 @@ def logs_command(ctx: click.Context, name: str, error_log: bool, follow: bool, t
             return
         folder = log_folder(settings, name)
         path = folder / ("err.log" if error_log else "app.log")
+        if path.is_symlink() or folder.is_symlink():
+            # the folder is writable by the container user: a link there must not lead `logs` to any host file
+            raise ValidationError(f"{path} is a symbolic link: not followed")
         if not path.is_file():
             raise GatewayNotFound(f"no gateway named {name!r} and no log file {path}")
         for line in tail_file(path, tail):

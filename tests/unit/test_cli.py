@@ -474,3 +474,14 @@ def test_a_gateways_own_claims_do_not_count_against_the_hosts_capacity(env):
     assert second.exit_code == 0, second.output
     third = invoke(fake, "launch", "-r", "r", "-g", "c")
     assert third.exit_code == 3 and "no CPU/memory headroom: 2 gateway(s) running, the host fits 2" in third.stderr
+
+
+def test_logs_of_a_stopped_gateway_never_follow_a_symlink(env):
+    """The log folder is writable by the container's user: a link placed there must not expose a host file."""
+    folder = env / "logs" / "gone"
+    folder.mkdir(parents=True)
+    (env / "host-secret").write_text("root-only content\n")
+    (folder / "app.log").symlink_to(env / "host-secret")
+    result = invoke(FakeDocker(), "logs", "gone")
+    assert result.exit_code == 2 and "symbolic link" in result.stderr
+    assert "root-only content" not in result.output
