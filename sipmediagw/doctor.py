@@ -8,7 +8,7 @@ from typing import Callable
 import docker
 
 from . import dockerops
-from .accounts import load_accounts
+from .accounts import Account, load_accounts
 from .backends import is_swarm_manager
 from .allocator import choose_media
 from .devices import discover, provisioning_commands
@@ -70,11 +70,11 @@ def run_checks(
             checks.append(Check("swarm", FAIL, "backend swarm, but this engine is not a swarm manager", [
                 "docker swarm init --advertise-addr <this host's address>   # or point DOCKER_HOST at a manager"]))
     if client is not None and swarm:
-        accounts_for_fit = _accounts_quietly(settings)
         swarm_checks, fits = swarm_report(client, settings)
         checks.extend(swarm_checks)
-        checks.extend(_accounts_checks(settings))
-        return Report(checks, "userspace", max(0, min(fits, len(accounts_for_fit))), backend="swarm")
+        account_checks, accounts = _accounts_checks(settings)
+        checks.extend(account_checks)
+        return Report(checks, "userspace", max(0, min(fits, len(accounts))), backend="swarm")
     if client is not None:
         if dockerops.image_present(client, settings.image):
             checks.append(Check("image", OK, f"image {settings.image} present"))
@@ -84,8 +84,8 @@ def run_checks(
                 f"sipmediagw build --image {settings.image}",
             ]))
 
-    checks.extend(_accounts_checks(settings))
-    accounts = _accounts_quietly(settings)
+    account_checks, accounts = _accounts_checks(settings)
+    checks.extend(account_checks)
 
     discovery = discover(settings.sysroot)
     wanted = max(1, len(accounts))
@@ -144,23 +144,17 @@ def render_report(report: Report) -> str:
     return "\n".join(lines)
 
 
-def _accounts_quietly(settings: Settings) -> list:
-    try:
-        return load_accounts(settings.accounts_file)
-    except SipMediaGwError:
-        return []
-
-
-def _accounts_checks(settings: Settings) -> list[Check]:
+def _accounts_checks(settings: Settings) -> tuple[list[Check], list[Account]]:
+    """The accounts file's check, and its accounts ([] when it cannot be read)."""
     try:
         accounts = load_accounts(settings.accounts_file)
     except SipMediaGwError as exc:
         return [Check("accounts", FAIL, str(exc), [
-            f"cp baresip/accounts.example {settings.accounts_file}   # then edit: one account line per gateway"])]
+            f"cp baresip/accounts.example {settings.accounts_file}   # then edit: one account line per gateway"])], []
     if not accounts:
         return [Check("accounts", FAIL, f"{settings.accounts_file} has no account line",
-                      ["add one line per gateway, see baresip/accounts.example"])]
-    return [Check("accounts", OK, f"{len(accounts)} SIP account(s) in {settings.accounts_file}")]
+                      ["add one line per gateway, see baresip/accounts.example"])], []
+    return [Check("accounts", OK, f"{len(accounts)} SIP account(s) in {settings.accounts_file}")], accounts
 
 
 def _has_registry(image: str) -> bool:
@@ -191,8 +185,9 @@ def swarm_report(client: docker.DockerClient, settings: Settings) -> tuple[list[
                   f"({node.reserved_cpus:g} reserved), {human_bytes(node.memory)} ({human_bytes(node.reserved_memory)}"
                   f" reserved) -> {node.fits} more gateway(s) of {settings.cpu_per_gateway:g} cores / "
                   f"{human_bytes(settings.memory_per_gateway)}")
-        status = OK if node.fits > 0 or node.state != "ready" else WARN
-        fix = [] if status == OK else ["lower cpu_per_gateway / memory_per_gateway, or add a node"]
+        status = OK if node.fits > 0 and node.state == "ready" else WARN
+        fix = [] if status == OK else [f"on {node.hostname}: systemctl start docker" if node.state != "ready" else
+                                       "lower cpu_per_gateway / memory_per_gateway, or add a node"]
         checks.append(Check(f"node {node.hostname}", status, detail, fix))
     fits = sum(n.fits for n in nodes)
     if fits == 0:
