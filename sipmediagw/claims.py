@@ -47,6 +47,14 @@ class Claim:
     gateway: str
     created: float  # seconds since the epoch
 
+    @classmethod
+    def from_labels(cls, claim_id: str, name: str, tags: dict[str, str], created: float | None = None) -> "Claim | None":
+        """The claim an engine object's labels describe; None for an object that is not a claim of ours."""
+        if labels.CLAIM not in tags:
+            return None  # never treat a foreign object as a claim
+        return cls(claim_id, name, tags[labels.CLAIM], tags.get(labels.CLAIM_VALUE, ""), tags.get(labels.GATEWAY, ""),
+                   time.time() if created is None else created)
+
 
 class ClaimTaken(Exception):
     """The engine already holds an object of that name (`existing`: it, when it could be read)."""

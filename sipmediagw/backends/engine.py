@@ -91,8 +91,7 @@ class EngineClaims:
             if exc.status_code == 409:
                 raise ClaimTaken(self._get(name)) from None
             raise DockerUnavailable(f"cannot create the allocation claim {name}: {exc.explanation or exc}") from exc
-        return Claim(created["Id"], name, claim_labels[labels.CLAIM], claim_labels[labels.CLAIM_VALUE],
-                     claim_labels[labels.GATEWAY], time.time())
+        return Claim.from_labels(created["Id"], name, claim_labels)
 
     def _get(self, name: str) -> Claim | None:
         try:
@@ -102,12 +101,9 @@ class EngineClaims:
 
     @staticmethod
     def _claim(container: Container) -> Claim | None:
-        tags = container.labels
-        if labels.CLAIM not in tags:
-            return None  # not ours: never treat a foreign container as a claim
         created = parse_docker_time(container.attrs.get("Created", ""))
-        return Claim(container.id, container.name, tags[labels.CLAIM], tags.get(labels.CLAIM_VALUE, ""),
-                     tags.get(labels.GATEWAY, ""), created.timestamp() if created else time.time())
+        return Claim.from_labels(container.id, container.name, container.labels,
+                                 created.timestamp() if created else None)
 
     def remove(self, claim_id: str) -> None:
         try:
@@ -122,13 +118,9 @@ class EngineClaims:
         # the summary listing, not containers.list(): that one inspects each container afterwards, and concurrent
         # launches remove claims all the time (a claim gone between the two calls would fail the whole listing)
         found = self.client.api.containers(all=True, filters={"label": labels.CLAIM})
-        claims = []
-        for summary in found:
-            tags = summary.get("Labels") or {}
-            name = (summary.get("Names") or ["/"])[0].lstrip("/")
-            claims.append(Claim(summary["Id"], name, tags[labels.CLAIM], tags.get(labels.CLAIM_VALUE, ""),
-                                tags.get(labels.GATEWAY, ""), float(summary.get("Created") or time.time())))
-        return claims
+        claims = (Claim.from_labels(summary["Id"], (summary.get("Names") or ["/"])[0].lstrip("/"),
+                                    summary.get("Labels") or {}, summary.get("Created")) for summary in found)
+        return [claim for claim in claims if claim is not None]
 
     def gateway_presence(self, gateway: str) -> str:
         container = dockerops.find_gateway(self.client, gateway)

@@ -64,8 +64,7 @@ class SecretClaims:
             if exc.status_code == 409:
                 raise ClaimTaken(self._get(name)) from None
             raise DockerUnavailable(f"cannot create the swarm secret {name}: {exc.explanation or exc}") from exc
-        return Claim(created["ID"], name, claim_labels[labels.CLAIM], claim_labels[labels.CLAIM_VALUE],
-                     claim_labels[labels.GATEWAY], time.time())
+        return Claim.from_labels(created["ID"], name, claim_labels)
 
     def _get(self, name: str) -> Claim | None:
         found = [s for s in self.client.api.secrets(filters={"name": name}) if s["Spec"]["Name"] == name]
@@ -74,12 +73,9 @@ class SecretClaims:
     @staticmethod
     def _claim(secret: dict[str, Any]) -> Claim | None:
         spec = secret.get("Spec", {})
-        tags = spec.get("Labels") or {}
-        if labels.CLAIM not in tags:
-            return None
         created = parse_docker_time(secret.get("CreatedAt", ""))
-        return Claim(secret["ID"], spec.get("Name", ""), tags[labels.CLAIM], tags.get(labels.CLAIM_VALUE, ""),
-                     tags.get(labels.GATEWAY, ""), created.timestamp() if created else time.time())
+        return Claim.from_labels(secret["ID"], spec.get("Name", ""), spec.get("Labels") or {},
+                                 created.timestamp() if created else None)
 
     def remove(self, claim_id: str) -> None:
         try:
