@@ -48,7 +48,8 @@ class Claim:
     created: float  # seconds since the epoch
 
     @classmethod
-    def from_labels(cls, claim_id: str, name: str, tags: dict[str, str], created: float | None = None) -> "Claim | None":
+    def from_labels(cls, claim_id: str, name: str, tags: dict[str, str],
+                    created: float | None = None) -> "Claim | None":
         """The claim an engine object's labels describe; None for an object that is not a claim of ours."""
         if labels.CLAIM not in tags:
             return None  # never treat a foreign object as a claim
