@@ -12,25 +12,15 @@ import re
 from pathlib import Path
 
 from .errors import ConfigError, FileLineError
+from .redaction import MASK, add_secret, is_secret_key, redact
 from .sipuri import account_identity
 
-REDACTED = "***"
 _LINE = re.compile(r'^(?:"(?P<display>[^"]*)"\s*)?<(?P<uri>[^<>]+)>(?P<params>.*)$')
 _URI = re.compile(r"^(?P<scheme>sips?):(?P<user>[^@:;]+)(?::(?P<password>[^@;]*))?@(?P<host>[^;?>]+)(?P<uriparams>.*)$")
 _HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(?::\d{1,5})?$")
 _KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-_SECRET_IN_TEXT = re.compile(r"(?i)([A-Za-z0-9_-]*pass[A-Za-z0-9_-]*=)([^;>\s,]*)")
+_KEY_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*")
 TRANSPORTS = ("udp", "tcp", "tls", "ws", "wss")
-
-
-def is_secret_key(key: str) -> bool:
-    """Parameters whose value must never be shown: auth_pass, stunpass, any ``*pass*``."""
-    return "pass" in key.lower()
-
-
-def redact_text(text: str) -> str:
-    """Mask every ``*pass*=value`` in free text (log lines, error messages)."""
-    return _SECRET_IN_TEXT.sub(lambda m: m.group(1) + REDACTED, text)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,14 +45,20 @@ class Account:
     @property
     def redacted_params(self) -> dict[str, str]:
         """The account parameters with secret values masked."""
-        return {k: (REDACTED if is_secret_key(k) else v) for k, v in self.params.items()}
+        return {k: (MASK if is_secret_key(k) else v) for k, v in self.params.items()}
 
     def redacted_line(self) -> str:
         """The account line as it may be shown to a human."""
-        return redact_text(self.line)
+        return redact(self.line)
 
     def __str__(self) -> str:
         return self.redacted_line()
+
+    def __repr__(self) -> str:
+        # the dataclass repr would print `params` (and its auth_pass) into tracebacks and debug output
+        uri_params = {k: (MASK if is_secret_key(k) else v) for k, v in self.uri_params.items()}
+        return (f"Account(line_no={self.line_no}, sip_uri={self.sip_uri!r}, transport={self.transport!r}, "
+                f"uri_params={uri_params!r}, params={self.redacted_params!r}, display_name={self.display_name!r})")
 
 
 def _split_params(text: str) -> list[str]:
@@ -71,12 +67,14 @@ def _split_params(text: str) -> list[str]:
 
 def _parse_params(parts: list[str], where: tuple[str, int], what: str) -> dict[str, str]:
     params: dict[str, str] = {}
-    for part in parts:
+    for index, part in enumerate(parts, start=1):
         key, sep, value = part.partition("=")
         key = key.strip()
         if not _KEY.match(key):
-            shown = redact_text(part)
-            raise FileLineError(where[0], where[1], f"malformed {what} {shown!r}: expected name=value")
+            # never echo the text: a typo like `auth_pass:secret` or `;secret` would print the password
+            name = _KEY_PREFIX.match(part)
+            shown = f"starting {name.group(0)!r}" if name else f"number {index}"
+            raise FileLineError(where[0], where[1], f"malformed {what} ({shown}): expected name=value")
         if key in params:
             raise FileLineError(where[0], where[1], f"{what} {key!r} given twice")
         params[key] = value.strip() if sep else ""
@@ -104,6 +102,9 @@ def parse_account_line(text: str, path: str = "<accounts>", line_no: int = 1) ->
     if rest and not rest.startswith(";"):
         raise FileLineError(path, line_no, "account parameters after the <URI> must start with ';'")
     params = _parse_params(_split_params(rest), where, "account parameter")
+    for key, value in params.items():  # masked wherever it turns up later, even without its key
+        if is_secret_key(key):
+            add_secret(value.strip('"'))
     transport = uri_params.get("transport", "udp").lower()
     if transport not in TRANSPORTS:
         raise FileLineError(path, line_no, f"unknown transport {transport!r} (one of {', '.join(TRANSPORTS)})")

@@ -6,13 +6,14 @@ import dataclasses
 import json
 import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
 from . import __version__, buildcontext, dialout, dockerops
-from .accounts import load_accounts, redact_text
+from .accounts import load_accounts
 from .devices import discover
 from .doctor import render_report, run_checks
 from .errors import (
@@ -32,6 +33,7 @@ from .launcher import (LaunchRequest, LaunchResult, PartialLaunch, launch, launc
 from .names import validate_gateway_name, validate_room_name
 from .resources import sample_host
 from .backends import Backend, select_backend
+from .redaction import redact
 from .settings import BACKENDS, MEDIA_MODES, Settings, check_constraint, load_settings, project_root
 from .sipuri import check_dial_uri
 from .status import gather, render_table
@@ -124,8 +126,13 @@ class Cli(click.Group):
         try:
             return super().invoke(ctx)
         except SipMediaGwError as exc:
-            click.echo(f"Error: {redact_text(str(exc))}", err=True)
+            click.echo(f"Error: {redact(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception:  # a bug: its traceback helps the report, but must not carry a secret out
+            click.echo(redact(traceback.format_exc()).rstrip(), err=True)
+            ctx.exit(1)
 
 
 def _settings(ctx: click.Context, **overrides: Any) -> Settings:
@@ -322,7 +329,7 @@ def status_command(ctx: click.Context, as_json: bool, no_stats: bool, **options:
         accounts = load_accounts(settings.accounts_file)
     except ConfigError as exc:
         # What runs is still worth showing: only the free-account count depends on the file.
-        click.echo(f"Warning: {redact_text(str(exc))}; free accounts counted as 0", err=True)
+        click.echo(f"Warning: {redact(str(exc))}; free accounts counted as 0", err=True)
         accounts = []
     backend = _backend(settings, client)
     discovery = discover(settings.sysroot) if backend.kind == "engine" else None
@@ -413,7 +420,7 @@ def logs_command(ctx: click.Context, name: str, error_log: bool, follow: bool, t
     try:
         if handle is not None and backend is not None:
             for line in backend.logs(handle, tail, follow, error_log):
-                click.echo(redact_text(line))
+                click.echo(redact(line))
             return
         folder = log_folder(settings, name)
         path = folder / ("err.log" if error_log else "app.log")
@@ -423,7 +430,7 @@ def logs_command(ctx: click.Context, name: str, error_log: bool, follow: bool, t
         if not path.is_file():
             raise GatewayNotFound(f"no gateway named {name!r} and no log file {path}")
         for line in tail_file(path, tail):
-            click.echo(redact_text(line))
+            click.echo(redact(line))
     except KeyboardInterrupt:
         pass
 

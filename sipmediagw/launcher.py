@@ -19,7 +19,7 @@ from typing import Any, Callable
 import docker
 
 from . import __version__, claims, dockerops, labels
-from .accounts import load_accounts, redact_text
+from .accounts import load_accounts
 from .allocator import Allocation, Holding, allocate, choose_media, free_resources, holding_from_labels
 from .backends import Backend, GatewaySpec, Handle, select_backend
 from .backends.engine import is_local_engine
@@ -29,6 +29,7 @@ from .dispatch import Dispatcher, rules_to_json
 from .errors import (DockerUnavailable, GatewayExists, GatewayNotFound, LaunchFailed, ResourceError,
                      SipMediaGwError, ValidationError)
 from .names import GATEWAY_NAME, container_name, validate_gateway_name, validate_room_name
+from .redaction import redact
 from .resources import Budget, HostResources, sample_host
 from .room import PLATFORM_NAME
 from .settings import CONTAINER_UID, Settings
@@ -273,7 +274,7 @@ def failure_report(backend: Backend, handle: Handle | None, reason: str, hint: s
     if handle is not None:
         parts.extend(backend.diagnostics(handle, lines))
     parts.append(f"hint: {hint}")
-    return "\n".join(redact_text(part) for part in parts)
+    return "\n".join(redact(part) for part in parts)
 
 
 def wait_ready(

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import ConfigError, FileLineError
-from .logs import get_logger, mask_secrets
+from ..redaction import redact
+from .logs import get_logger
 from .netstring import NetstringDecoder, encode
 
 TEMPLATE_NAME = "config_default"
@@ -401,7 +402,7 @@ class BaresipControl:
                 raise BaresipControlError(f"baresip ctrl_tcp: not connected (command {cmd!r})")
             self._pending[token] = (done, slot)
         message = json.dumps({"command": cmd, "params": params, "token": token}).encode("utf-8")
-        self._log.debug("-> %s", mask_secrets(f"{cmd} {params}".strip()))
+        self._log.debug("-> %s", redact(f"{cmd} {params}".strip()))
         try:
             with self._send_lock:
                 sock.sendall(encode(message))
@@ -415,7 +416,7 @@ class BaresipControl:
             raise BaresipControlError(f"baresip ctrl_tcp: connection lost while waiting for {cmd!r}")
         response = slot[0]
         if not response.get("ok", False):
-            self._log.warning("%s failed: %s", cmd, mask_secrets(str(response.get("data", ""))).strip())
+            self._log.warning("%s failed: %s", cmd, redact(str(response.get("data", ""))).strip())
         return response
 
     def reginfo(self) -> dict[str, Any]:

@@ -17,14 +17,13 @@ from urllib.parse import unquote, urlsplit
 from ..dispatch import ENV_VAR as DISPATCH_VAR
 from ..dispatch import SERVICE_USER, Rule, rules_from_json
 from ..errors import ConfigError, FileLineError, ValidationError
+from ..redaction import add_secret, is_secret_key
 from ..room import check_base_url
-from .logs import add_secret
 from .media import KERNEL, MODES
 from .request_socket import SOCKET_NAME
 
 _SIZE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
 _ACCOUNT_URI = re.compile(r"^<?(?P<uri>sips?:[^;>\s]+)")
-_SECRET_PARAM = re.compile(r"(?:^|;)\s*([\w-]*pass[\w-]*)=([^;>\s]*)", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,8 +185,10 @@ def read_account_file(path: Path) -> tuple[str, str]:
             raise FileLineError(str(path), number, "expected a baresip account line like <sip:user@domain>;auth_pass=...")
         if line.startswith("<") and ">" not in line:
             raise FileLineError(str(path), number, "unterminated <sip:...> address")
-        for _key, value in _SECRET_PARAM.findall(line):
-            add_secret(value)
+        for param in line.split(";"):  # register secret values so they are masked even without their key
+            key, sep, value = param.partition("=")
+            if sep and is_secret_key(key.strip()):
+                add_secret(value.strip().strip('"'))
         if found is not None:
             raise FileLineError(str(path), number, "more than one account line (one gateway = one account)")
         found = (line, match["uri"])

@@ -11,9 +11,10 @@ import datetime as _dt
 import logging
 import re
 import sys
-import threading
 from pathlib import Path
 from typing import Callable
+
+from ..redaction import redact
 
 LogSink = Callable[[str], None]
 
@@ -23,42 +24,11 @@ _ROOT = "sipmediagw.gw"  # every gateway logger lives under this name; the compo
 
 # CSI (colours, cursor moves), OSC (titles) and the two-byte escapes; baresip and chromium emit all three.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
-# Any key containing "pass" (auth_pass, stunpass, password, passwd...) followed by = or :, then the value up to a
-# separator. Quoted values are masked up to the closing quote.
-_SECRET_KV = re.compile(
-    r"""(?P<key>[\w.-]*pass[\w.-]*)(?P<sep>["']?\s*[=:]\s*)(?P<value>"[^"]*"|'[^']*'|[^\s;,>"'&]+)""",
-    re.IGNORECASE,
-)
-_known_secrets: set[str] = set()
-_secrets_lock = threading.Lock()
 
 
 def strip_ansi(text: str) -> str:
     """Remove terminal escape sequences (colours, cursor control) and carriage returns."""
     return _ANSI.sub("", text).replace("\r", "")
-
-
-def add_secret(value: str) -> None:
-    """Mask this literal value wherever it appears from now on (e.g. the SIP password read from the secret file)."""
-    if value and len(value) >= 3:  # masking 1-2 character strings would shred ordinary text
-        with _secrets_lock:
-            _known_secrets.add(value)
-
-
-def _mask_match(match: re.Match[str]) -> str:
-    value = match["value"]
-    quote = value[0] if value[0] in "\"'" else ""
-    return f"{match['key']}{match['sep']}{quote}***{quote}"
-
-
-def mask_secrets(text: str) -> str:
-    """Replace the value of every ``*pass*=value`` / ``*pass*: value`` pair and every registered secret by ``***``."""
-    masked = _SECRET_KV.sub(_mask_match, text)
-    with _secrets_lock:
-        secrets = sorted(_known_secrets, key=len, reverse=True)
-    for secret in secrets:
-        masked = masked.replace(secret, "***")
-    return masked
 
 
 class _LineFormatter(logging.Formatter):
@@ -71,7 +41,7 @@ class _LineFormatter(logging.Formatter):
         message = record.getMessage()
         if record.exc_info:
             message = f"{message}\n{self.formatException(record.exc_info)}"
-        lines = strip_ansi(mask_secrets(message)).splitlines() or [""]
+        lines = strip_ansi(redact(message)).splitlines() or [""]
         return "\n".join(f"[{when}] {component}: {line}" for line in lines)
 
 
@@ -121,10 +91,10 @@ class _LineSink:
         self._level = level
 
     def __call__(self, line: str) -> None:
-        self._logger.log(self._level, strip_ansi(mask_secrets(line)))
+        self._logger.log(self._level, strip_ansi(redact(line)))
 
     def err(self, line: str) -> None:
-        self._logger.log(self._level, strip_ansi(mask_secrets(line)), extra={"stderr": True})
+        self._logger.log(self._level, strip_ansi(redact(line)), extra={"stderr": True})
 
 
 def line_sink(component: str, level: int = logging.INFO) -> LogSink:

@@ -18,7 +18,8 @@ import time
 from typing import IO, Callable, Mapping, Sequence
 
 from ..state import ComponentState, ComponentStatus
-from .logs import LogSink, mask_secrets, strip_ansi
+from ..redaction import redact
+from .logs import LogSink, strip_ansi
 
 _POLL_INTERVAL = 0.05
 _KILL_WAIT = 5.0  # after SIGKILL a process is gone within milliseconds unless stuck in the kernel (D state)
@@ -116,7 +117,7 @@ class ManagedProcess:
             raise RuntimeError(f"{self.name}: already started")
         env = {**os.environ, **self.env}
         capture = subprocess.PIPE if self.log is not None else subprocess.DEVNULL
-        self._emit(f"starting: {mask_secrets(' '.join(self.argv))}")
+        self._emit(f"starting: {redact(' '.join(self.argv))}")
         try:
             with _lock:  # so a concurrent reap_children cannot collect the pid before it is registered
                 self._popen = subprocess.Popen(
@@ -251,7 +252,7 @@ class ManagedProcess:
         assert sink is not None
         with stream:
             for raw in iter(stream.readline, b""):
-                line = strip_ansi(mask_secrets(raw.decode("utf-8", "replace").rstrip("\n")))
+                line = strip_ansi(redact(raw.decode("utf-8", "replace").rstrip("\n")))
                 if not line.strip():
                     continue
                 self.tail.append(line)

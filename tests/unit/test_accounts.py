@@ -2,7 +2,7 @@
 
 import pytest
 
-from sipmediagw.accounts import load_accounts, parse_account_line, parse_accounts, redact_text
+from sipmediagw.accounts import load_accounts, parse_account_line, parse_accounts
 from sipmediagw.errors import ConfigError, FileLineError
 
 SEED_LINE = ("<sip:user@domain;transport=tcp>;auth_pass=pass;answermode=auto;medianat=turn;"
@@ -18,17 +18,24 @@ def test_seed_example_line():
 
 
 def test_secrets_are_redacted_everywhere_shown():
-    account = parse_account_line(SEED_LINE)
-    shown = [account.redacted_line(), str(account), repr(account), str(account.redacted_params)]
+    line = ("<sip:user@domain;transport=tcp>;auth_pass=Qx7-auth;answermode=auto;stunuser=username;"
+            "stunpass=Zy9-stun")
+    account = parse_account_line(line)
+    shown = [account.redacted_line(), str(account), repr(account), str(account.redacted_params), f"{[account]}"]
     for text in shown:
-        assert "=pass" not in text and "=password" not in text, text
+        assert "Qx7-auth" not in text and "Zy9-stun" not in text, text
     assert "auth_pass=***" in account.redacted_line() and "stunpass=***" in account.redacted_line()
     assert account.redacted_params["stunuser"] == "username"
+    assert "sip:user@domain" in repr(account)  # still says which account it is
 
 
-def test_redact_text_masks_any_pass_key():
-    text = "auth_pass=a1;stunpass=b2;MyPassWord=c3;user=ok"
-    assert redact_text(text) == "auth_pass=***;stunpass=***;MyPassWord=***;user=ok"
+@pytest.mark.parametrize("typo", ["auth_pass:Hunter-2", "auth_pass Hunter-2", "auth pass=Hunter-2",
+                                  "auth_pass:'Hunter-2'", '"auth_pass": "Hunter-2"'])
+def test_a_malformed_parameter_is_named_but_never_echoed(typo):
+    with pytest.raises(FileLineError) as caught:
+        parse_account_line(f"<sip:gw@example.org>;answermode=auto;{typo}", "accounts", 7)
+    message = str(caught.value)
+    assert "Hunter-2" not in message and "accounts:7" in message and "malformed" in message
 
 
 def test_display_name_port_and_default_transport():

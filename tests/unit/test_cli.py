@@ -272,6 +272,23 @@ def test_docker_unreachable(env):
     assert result.exit_code == 6 and "cannot reach the Docker daemon" in result.stderr
 
 
+@pytest.mark.parametrize("typo", ["auth_pass:Hunter-22", "auth_pass : Hunter-22", "auth_pass Hunter-22"])
+def test_a_typo_in_the_password_parameter_never_prints_the_password(env, typo):
+    (env / "accounts").write_text(f"<sip:gw1@h>;answermode=auto;{typo}\n")
+    for args in (["launch", "-r", "r", "-g", "a"], ["status"]):
+        result = invoke(FakeDocker(), *args)
+        assert "Hunter-22" not in result.output + result.stderr, (args, result.stderr)
+        assert f"{env / 'accounts'}:1:" in result.stderr
+
+
+def test_an_unexpected_error_shows_its_traceback_without_secrets(env):
+    def buggy():
+        raise RuntimeError("bug while handling <sip:gw@h>;auth_pass=Hunter-33 and {'jwt': 'eyJa.eyJb.c'}")
+    result = CliRunner().invoke(cli, ["status"], obj={"docker_factory": buggy})
+    assert result.exit_code == 1 and "Traceback" in result.stderr and "RuntimeError" in result.stderr
+    assert "Hunter-33" not in result.stderr and "eyJa" not in result.stderr
+
+
 def test_stop_unknown_and_usage(env):
     fake = FakeDocker()
     assert invoke(fake, "stop", "ghost").exit_code == 4

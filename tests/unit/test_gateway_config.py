@@ -9,7 +9,7 @@ import pytest
 
 from sipmediagw.errors import ConfigError, FileLineError
 from sipmediagw.gateway.config import GatewayConfig
-from sipmediagw.gateway.logs import mask_secrets
+from sipmediagw.redaction import redact
 
 ACCOUNT = "<sip:gw1@sip.example.org;transport=tcp>;auth_pass=Sup3rSecret;answermode=auto;stunpass=TurnSecret7"
 
@@ -44,7 +44,7 @@ def test_defaults(env: dict[str, str]) -> None:
 def test_account_secret_stays_out_of_repr_and_is_masked_in_logs(env: dict[str, str]) -> None:
     config = GatewayConfig.from_env(env)
     assert "Sup3rSecret" not in repr(config) and "TurnSecret7" not in repr(config)
-    assert mask_secrets("debug: Sup3rSecret / TurnSecret7") == "debug: *** / ***"
+    assert redact("debug: Sup3rSecret / TurnSecret7") == "debug: *** / ***"
 
 
 def test_overrides(env: dict[str, str]) -> None:
