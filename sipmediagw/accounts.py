@@ -20,6 +20,8 @@ _URI = re.compile(r"^(?P<scheme>sips?):(?P<user>[^@:;]+)(?::(?P<password>[^@;]*)
 _HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(?::\d{1,5})?$")
 _KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _KEY_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*")
+_HOST_LIKE = re.compile(r"(?:[A-Za-z0-9.-]{1,64}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,6})?")
+_TOKEN_LIKE = re.compile(r"[A-Za-z0-9]{1,10}")
 TRANSPORTS = ("udp", "tcp", "tls", "ws", "wss")
 
 
@@ -48,8 +50,16 @@ class Account:
         return {k: (MASK if is_secret_key(k) else v) for k, v in self.params.items()}
 
     def redacted_line(self) -> str:
-        """The account line as it may be shown to a human."""
-        return redact(self.line)
+        """The account line as it may be shown to a human: each secret parameter's whole value masked (a value ends
+        only at ';' here, so a password with spaces or quotes is masked whole), then the general redaction."""
+        head, bracket, params = self.line.partition(">")  # the URI holds no '>': the first one ends it
+        if not bracket:
+            return redact(self.line)
+        parts = []
+        for part in params.split(";"):
+            key, sep, _value = part.partition("=")
+            parts.append(f"{key}{sep}{MASK}" if sep and is_secret_key(key.strip()) else part)
+        return redact(head + bracket + ";".join(parts))
 
     def __str__(self) -> str:
         return self.redacted_line()
@@ -59,6 +69,12 @@ class Account:
         uri_params = {k: (MASK if is_secret_key(k) else v) for k, v in self.uri_params.items()}
         return (f"Account(line_no={self.line_no}, sip_uri={self.sip_uri!r}, transport={self.transport!r}, "
                 f"uri_params={uri_params!r}, params={self.redacted_params!r}, display_name={self.display_name!r})")
+
+
+def _echo(value: str, looks_like: re.Pattern[str]) -> str:
+    """`value` quoted for an error message when it has the shape expected there (a host, a short token), else a
+    placeholder: a mistyped line may have run a password into it."""
+    return repr(value) if looks_like.fullmatch(value) else "(not shown: it holds characters that do not belong there)"
 
 
 def _split_params(text: str) -> list[str]:
@@ -73,7 +89,8 @@ def _parse_params(parts: list[str], where: tuple[str, int], what: str) -> dict[s
         if not _KEY.match(key):
             # never echo the text: a typo like `auth_pass:secret` or `;secret` would print the password
             name = _KEY_PREFIX.match(part)
-            shown = f"starting {name.group(0)!r}" if name else f"number {index}"
+            # a secret-looking name may have the password run into it (`auth_passHunter2`): then only its number
+            shown = f"starting {name.group(0)!r}" if name and not is_secret_key(name.group(0)) else f"number {index}"
             raise FileLineError(where[0], where[1], f"malformed {what} ({shown}): expected name=value")
         if key in params:
             raise FileLineError(where[0], where[1], f"{what} {key!r} given twice")
@@ -96,7 +113,7 @@ def parse_account_line(text: str, path: str = "<accounts>", line_no: int = 1) ->
         raise FileLineError(path, line_no, "put the password in ;auth_pass=..., not in the URI (user:password@)")
     host = uri.group("host").strip()
     if not _HOST.match(host):
-        raise FileLineError(path, line_no, f"invalid SIP domain {host!r}")
+        raise FileLineError(path, line_no, f"invalid SIP domain {_echo(host, _HOST_LIKE)}")
     uri_params = _parse_params(_split_params(uri.group("uriparams")), where, "URI parameter")
     rest = match.group("params").strip()
     if rest and not rest.startswith(";"):
@@ -107,7 +124,7 @@ def parse_account_line(text: str, path: str = "<accounts>", line_no: int = 1) ->
             add_secret(value.strip('"'))
     transport = uri_params.get("transport", "udp").lower()
     if transport not in TRANSPORTS:
-        raise FileLineError(path, line_no, f"unknown transport {transport!r} (one of {', '.join(TRANSPORTS)})")
+        raise FileLineError(path, line_no, f"unknown transport {_echo(transport, _TOKEN_LIKE)} (one of {', '.join(TRANSPORTS)})")
     return Account(
         line_no=line_no,
         user=uri.group("user"),

@@ -28,8 +28,8 @@ from .errors import (
     SipMediaGwError,
     ValidationError,
 )
-from .launcher import (LaunchRequest, LaunchResult, PartialLaunch, launch, launch_pool, log_folder, stop_all,
-                       stop_gateway, tail_file)
+from .launcher import (LaunchRequest, LaunchResult, PartialLaunch, launch, launch_pool, log_folder, reclaim_abandoned,
+                       stop_all, stop_gateway, tail_log)
 from .names import validate_gateway_name, validate_room_name
 from .resources import sample_host
 from .backends import Backend, select_backend
@@ -71,8 +71,10 @@ SETTING_DOCS: dict[str, str] = {
                "service each on the swarm DOCKER_HOST manages), `auto` (swarm on a swarm manager) (`--backend`)",
     "constraints": "swarm: placement constraints of gateway services, e.g. [node.labels.sipmediagw==yes]; "
                    "environment: comma-separated (`--constraint`)",
-    "cpu_per_gateway": "cores budgeted per gateway",
-    "memory_per_gateway": "memory budgeted per gateway (512M, 1G, bytes)",
+    "cpu_per_gateway": "cores budgeted per gateway: admission, and each gateway's CPU limit",
+    "memory_per_gateway": "memory budgeted per gateway (512M, 1G, bytes): admission, and each gateway's memory limit "
+                          "(no swap on top)",
+    "pids_per_gateway": "each gateway's limit of processes + threads (Chromium alone runs dozens)",
     "ready_timeout": "seconds `launch` waits for ready (`--timeout`)",
     "stop_timeout": "seconds between SIGTERM and SIGKILL (`stop --timeout`)",
     "shm_size": "/dev/shm size of the container",
@@ -236,9 +238,11 @@ def launch_command(ctx: click.Context, room: str | None, gateway: str, count: in
     settings = _settings(ctx, constraints=checked, **options)
     client = _docker(ctx)
     sampler = ctx.obj.get("host_sampler") or sample_host
-    # SIGTERM (a service manager, `timeout`, kill) while waiting: unwind like Ctrl-C, so the launcher removes the
-    # gateway and its claims instead of leaving a container that holds an account
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    # SIGTERM (a service manager, `timeout`, kill) or SIGHUP (the terminal closed) while waiting: unwind like Ctrl-C,
+    # so the launcher removes the gateway and its claims instead of leaving a container that holds an account
+    # (a kill -9 cannot be caught: its launch lease expires and the next launch or status reclaims the gateway)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_interrupt)
     if count is not None:
         if room is not None:
             raise click.UsageError("--count starts pool gateways: it cannot be combined with -r/--room")
@@ -332,6 +336,8 @@ def status_command(ctx: click.Context, as_json: bool, no_stats: bool, **options:
         click.echo(f"Warning: {redact(str(exc))}; free accounts counted as 0", err=True)
         accounts = []
     backend = _backend(settings, client)
+    # a launch killed without unwinding (kill -9) left its gateway: take it back, saying so
+    reclaim_abandoned(backend, backend.claims(settings.image), lambda message: click.echo(message, err=True))
     discovery = discover(settings.sysroot) if backend.kind == "engine" else None
     result = gather(settings, client, accounts, discovery, _host(ctx), with_stats=not no_stats, backend=backend)
     if as_json:
@@ -429,7 +435,7 @@ def logs_command(ctx: click.Context, name: str, error_log: bool, follow: bool, t
             raise ValidationError(f"{path} is a symbolic link: not followed")
         if not path.is_file():
             raise GatewayNotFound(f"no gateway named {name!r} and no log file {path}")
-        for line in tail_file(path, tail):
+        for line in tail_log(path, tail):
             click.echo(redact(line))
     except KeyboardInterrupt:
         pass

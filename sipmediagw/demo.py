@@ -256,8 +256,10 @@ class DemoResult:
         return self.call.ok and self.keypad_call.ok
 
 
-#: the demo places one call at a time: its idle pool gateways need far less than a gateway in a call
-DEMO_CPU_PER_GATEWAY = 0.8
+#: the demo places one call at a time: its idle pool gateways need far less than a gateway in a call. The budget is
+#: also each gateway's CPU limit: the largest that admits the pool on a 2-core host, so the gateway in the call gets
+#: what such a host can spare beside the room's participant
+DEMO_CPU_PER_GATEWAY = 1.0
 
 
 def in_call_gateway(settings: Settings, gateways: list[LaunchResult]) -> LaunchResult | None:

@@ -20,7 +20,8 @@ from docker.models.containers import Container
 from . import labels
 from .errors import DockerUnavailable
 
-#: container states that still hold a slot and an account (created-but-not-started counts: launch is mid-way)
+#: container states that still hold a slot and an account (created-but-not-started counts: launch is mid-way;
+#: restarting: between two runs of a gateway that its restart policy starts again)
 HOLDING_STATES = ("created", "running", "restarting", "paused")
 
 

@@ -17,6 +17,10 @@ from .resources import Budget, HostResources, capacity, human_bytes, sample_host
 from .settings import Settings
 
 OK, WARN, FAIL = "ok", "warn", "fail"
+#: a swarm service cannot carry the seccomp profile (engine API 1.41; services take one from API 1.44): its gateways
+#: find no user namespaces and run Chromium with --no-sandbox (gateway/sandbox.py; docs/container.md, "Security")
+SWARM_SANDBOX_NOTE = ("swarm services cannot carry the gateway's seccomp profile: Chromium runs there with "
+                      "--no-sandbox (a renderer exploit runs as the gateway user); the single engine sandboxes it")
 
 
 @dataclasses.dataclass
@@ -72,6 +76,7 @@ def run_checks(
     if client is not None and swarm:
         swarm_checks, fits = swarm_report(client, settings)
         checks.extend(swarm_checks)
+        checks.append(Check("sandbox", WARN, SWARM_SANDBOX_NOTE))
         account_checks, accounts = _accounts_checks(settings)
         checks.extend(account_checks)
         return Report(checks, "userspace", max(0, min(fits, len(accounts))), backend="swarm")

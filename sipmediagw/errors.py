@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from .redaction import redact
+
 
 class SipMediaGwError(Exception):
-    """Base class of every error the user should see as a plain message (no traceback)."""
+    """Base class of every error the user should see as a plain message (no traceback). The message is redacted
+    when the error is made: whatever input it quotes, no secret travels in it (str, repr, logs, tracebacks)."""
 
     exit_code = 1
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(redact(str(message)), *args)
 
 
 class ConfigError(SipMediaGwError):
@@ -21,7 +27,7 @@ class FileLineError(ConfigError):
     def __init__(self, path: str, line: int, message: str) -> None:
         self.path = path
         self.line = line
-        self.message = message
+        self.message = redact(message)
         super().__init__(f"{path}:{line}: {message}")
 
 

@@ -21,3 +21,5 @@ VERSION = PREFIX + "version"
 LOGS = PREFIX + "logs"  # host folder with app.log, err.log, state.json (local engine only)
 CLAIM = PREFIX + "claim"  # on claim objects only: "account" | "slot" (sipmediagw/claims.py)
 CLAIM_VALUE = PREFIX + "claim-value"  # the claimed account URI or "<media>-<slot>"
+LEASE = PREFIX + "lease"  # on a gateway: the id of the launch lease it was created under (claims.py)
+DEADLINE = PREFIX + "deadline"  # on launch leases only: epoch seconds after which their launch is taken as dead

@@ -10,7 +10,6 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import os
-import re
 import time
 import urllib.parse
 from pathlib import Path
@@ -18,20 +17,20 @@ from typing import Any, Callable
 
 import docker
 
-from . import __version__, claims, dockerops, labels
+from . import __version__, claims, dockerops, labels, seccomp
 from .accounts import load_accounts
 from .allocator import Allocation, Holding, allocate, choose_media, free_resources, holding_from_labels
-from .backends import Backend, GatewaySpec, Handle, select_backend
+from .backends import LOG_DRIVER, LOG_OPTIONS, Backend, GatewaySpec, Handle, select_backend
 from .backends.engine import is_local_engine
 from .devices import Discovery, discover
 from .dispatch import ENV_VAR as DISPATCH_VAR
 from .dispatch import Dispatcher, rules_to_json
-from .errors import (DockerUnavailable, GatewayExists, GatewayNotFound, LaunchFailed, ResourceError,
+from .errors import (ConfigError, DockerUnavailable, GatewayExists, GatewayNotFound, LaunchFailed, ResourceError,
                      SipMediaGwError, ValidationError)
 from .names import GATEWAY_NAME, container_name, validate_gateway_name, validate_room_name
 from .redaction import redact
 from .resources import Budget, HostResources, sample_host
-from .room import PLATFORM_NAME
+from .room import PLATFORM_NAME, RoomDrivers, check_base_url
 from .settings import CONTAINER_UID, Settings
 from .state import STATE_FILE_NAME, GatewayState
 
@@ -43,6 +42,16 @@ CONTAINER_BARESIP_DIR = "/opt/sipmediagw/baresip"
 # gateway must not be able to read every other gateway's password.
 BARESIP_TEMPLATE = "config_default"
 CONTAINER_ACCOUNT_FILE = "/run/secrets/sipmediagw-account"
+
+# Restart policies (the single engine; a swarm service has its own, backends/swarm.py). A gateway comes back after an
+# engine restart or a host reboot: the engine's shutdown stops it with SIGTERM, on which the supervisor exits 0, so
+# only unless-stopped brings it back, and `docker stop` / `sipmediagw stop` stay final. A --once gateway ends with
+# exit 0 after its call and must stay ended: it is restarted only after a failure, a few times (so it does not come
+# back after an engine restart either).
+RESTART_POLICY = {"Name": "unless-stopped", "MaximumRetryCount": 0}
+ONCE_RESTART_POLICY = {"Name": "on-failure", "MaximumRetryCount": 3}
+#: the gateway's /tmp (a tmpfs): a call used 6 MB of it (X sockets, PulseAudio, baresip's config, Chromium's profile)
+TMP_OPTIONS = "mode=1777,size=256m"
 
 Progress = Callable[[str], None]
 #: seconds between readiness polls: a swarm observation reads the task's log through the manager, poll it less often
@@ -103,22 +112,7 @@ def normalise_base_url(value: str) -> str:
         raise ValidationError("no conferencing service given: pass --domain URL (or base_url in sipmediagw.yaml)")
     if "://" not in text:
         text = "https://" + text
-    shown = re.sub(r"//[^/?#]*@", "//***@", text)
-    expected = f"invalid conferencing service URL {shown!r}: expected https://host[:port][/path]"
-    try:
-        parsed = urllib.parse.urlsplit(text)
-        parsed.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
-    except ValueError as exc:
-        raise ValidationError(f"{expected} ({exc})") from None
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValidationError(expected)
-    if parsed.username or parsed.password:
-        raise ValidationError("the conferencing service URL must not contain a user or password")
-    if any(ch.isspace() for ch in text):
-        raise ValidationError(f"invalid conferencing service URL {shown!r}: contains whitespace")
-    if parsed.query or parsed.fragment or text.endswith(("?", "#")):
-        raise ValidationError(f"{expected}: no ?query or #fragment (the room is appended to it)")
-    return text.rstrip("/")
+    return check_base_url(text, "conferencing service URL")
 
 
 def validate_platform(platform: str, browsing_dir: Path) -> str:
@@ -135,6 +129,18 @@ def validate_platform(platform: str, browsing_dir: Path) -> str:
     return platform
 
 
+def check_driver_room(browsing_dir: Path, platform: str, base_url: str, room: str) -> None:
+    """The driver's own rules for a fixed room (a Janus room is a number, ...), on the host before anything starts:
+    the gateway would only find out when the first call tries to join."""
+    try:
+        RoomDrivers(browsing_dir).check(platform, base_url, room)
+    except ConfigError:
+        raise
+    except Exception as exc:  # a driver that does not even import (syntax error, missing module)
+        raise ValidationError(f"{browsing_dir / (platform + '.py')}: the driver cannot be loaded: "
+                              f"{exc.__class__.__name__}: {exc}") from None
+
+
 def check_rooms(settings: Settings, request: LaunchRequest) -> str:
     """Validate where the gateway's calls can go (its fixed room, the dispatch rules and their drivers); return the
     default rule's base URL ("" when a pool gateway has only rules). Nothing is started before this passes."""
@@ -148,6 +154,8 @@ def check_rooms(settings: Settings, request: LaunchRequest) -> str:
                                   "base_url in sipmediagw.yaml) or dispatch rules (setting dispatch)")
         validate_platform(settings.platform, settings.browsing_dir)
         base_url = normalise_base_url(settings.base_url)
+        if request.room is not None:
+            check_driver_room(settings.browsing_dir, settings.platform, base_url, request.room)
     dispatcher = Dispatcher.build(settings.dispatch, settings.platform, base_url)
     dispatcher.check_platforms(lambda platform: validate_platform(platform, settings.browsing_dir))
     return base_url
@@ -220,7 +228,19 @@ def container_config(
         "init": True,
         "shm_size": settings.shm_size,
         "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges"],
+        # our seccomp profile: Docker's default refuses the user namespaces of Chromium's sandbox (seccomp.py)
+        "security_opt": ["no-new-privileges", seccomp.security_opt()],
+        # a fresh /tmp at every start: a gateway that the restart policy starts again must not find the previous
+        # run's X server locks (Xvfb refuses a display whose /tmp/.X0-lock exists), sockets or browser profile. Sized:
+        # it counts against the memory limit, and Chromium sizes its disk cache (in its profile, here) by free space
+        "tmpfs": {"/tmp": TMP_OPTIONS},
+        # the budget is a limit too, so no gateway can starve its neighbours (or the host) of memory, CPU or pids
+        "mem_limit": settings.memory_per_gateway,
+        "memswap_limit": settings.memory_per_gateway,  # no swap on top of it
+        "nano_cpus": round(settings.cpu_per_gateway * 1e9),
+        "pids_limit": settings.pids_per_gateway,
+        "restart_policy": dict(ONCE_RESTART_POLICY if settings.once else RESTART_POLICY),
+        "log_config": {"type": LOG_DRIVER, "config": dict(LOG_OPTIONS)},
     }
     if allocation.device_slot is not None:
         cards = allocation.device_slot.cards
@@ -268,6 +288,17 @@ def tail_file(path: Path, lines: int) -> list[str]:
     return data.splitlines()[-lines:] if lines > 0 else []
 
 
+def tail_log(path: Path, lines: int) -> list[str]:
+    """The last `lines` lines of a gateway's log file, reaching into its newest rotated file (app.log.1) when the
+    current one has fewer (it was just rotated). A rotated file that is a symbolic link is not followed: the folder is
+    writable by the container user."""
+    found = tail_file(path, lines)
+    older = path.with_name(path.name + ".1")
+    if len(found) < lines and not older.is_symlink():
+        found = tail_file(older, lines - len(found)) + found
+    return found
+
+
 def failure_report(backend: Backend, handle: Handle | None, reason: str, hint: str, lines: int = 15) -> str:
     """Why the launch failed: what the engine says of the gateway, its last log lines, a hint. Secrets masked."""
     parts = [reason]
@@ -275,6 +306,18 @@ def failure_report(backend: Backend, handle: Handle | None, reason: str, hint: s
         parts.extend(backend.diagnostics(handle, lines))
     parts.append(f"hint: {hint}")
     return "\n".join(redact(part) for part in parts)
+
+
+def registration_hint(reason: str | None) -> str:
+    """What to check for a registration failure, by the registrar's answer."""
+    code = (reason or "")[:3]
+    if code in ("401", "407", "403"):
+        return "check the account's user and auth_pass (and the registrar's users/realm)"
+    if code == "404":
+        return "the registrar does not know this user or domain: check the account's sip:user@domain"
+    if code.isdigit():
+        return "the registrar refused the REGISTER: see its answer above and its own log"
+    return "is the registrar reachable from the gateway (address, port, transport, firewall)?"
 
 
 def wait_ready(
@@ -295,7 +338,8 @@ def wait_ready(
         if seen.runtime == "gone":
             raise LaunchFailed(failure_report(backend, None, f"gateway {handle.name} disappeared",
                                               "was it removed from outside?"))
-        if seen.runtime == "exited":
+        if seen.runtime in ("exited", "restarting") or seen.restarts:
+            # a restart policy would start a gateway that failed while starting again and again: fail at once
             raise LaunchFailed(failure_report(
                 backend, handle, "the gateway exited before it was ready" + (f" ({seen.detail})" if seen.detail else ""),
                 "see the log lines above; `sipmediagw doctor` checks the image and host"))
@@ -308,6 +352,10 @@ def wait_ready(
                 reason = f"the gateway reported {status.state.value}" + (f": {status.last_error}" if status.last_error else "")
                 raise LaunchFailed(failure_report(backend, handle, reason,
                                                   "fix the cause above (account, registrar, room URL) and launch again"))
+            if status.registration == "failed":  # the registrar refused, or nobody answers: waiting will not help
+                raise LaunchFailed(failure_report(
+                    backend, handle, f"{status.sip_uri or 'the account'} could not register: "
+                    f"{status.registration_reason or 'no reason given'}", registration_hint(status.registration_reason)))
             waiting = sorted(n for n, c in status.components.items() if c.state.value != "running")
             said = f"{status.state.value}" + (f" (waiting for {', '.join(waiting)})" if waiting else "")
         else:
@@ -395,7 +443,7 @@ def gateway_spec(settings: Settings, request: LaunchRequest, allocation: Allocat
         gateway=request.gateway, name=create["name"], image=create["image"], labels=gateway_labels,
         environment=dict(create["environment"]), stop_timeout=create["stop_timeout"], cpu=settings.cpu_per_gateway,
         memory=settings.memory_per_gateway, shm_size=settings.shm_size, host_config=host_config,
-        constraints=settings.constraints, account_file=CONTAINER_ACCOUNT_FILE)
+        constraints=settings.constraints, account_file=CONTAINER_ACCOUNT_FILE, pids=settings.pids_per_gateway)
 
 
 def launch(
@@ -406,8 +454,12 @@ def launch(
     progress: Progress = lambda message: None,
     host_sampler: Callable[[], HostResources] = sample_host,
     backend: Backend | None = None,
+    keep_lease: bool = False,
 ) -> LaunchResult:
-    """Start one gateway; on any failure nothing is left behind (no gateway, no claim: no held slot or account)."""
+    """Start one gateway; on any failure nothing is left behind (no gateway, no claim: no held slot or account).
+
+    `keep_lease`: the launch lease outlives this call (a pool waits for its gateways afterwards and drops each lease
+    with claims.release_lease when that gateway is ready)."""
     validate_gateway_name(request.gateway)
     base_url = check_rooms(settings, request)
     for folder_setting in ("browsing_dir", "baresip_dir", "logs_dir"):
@@ -436,6 +488,28 @@ def launch(
     folder = log_folder(settings, request.gateway)
     store = backend.claims(settings.image)
 
+    reclaim_abandoned(backend, store, progress)
+    # the lease first: a second launch of this name is refused while this one runs, and a `kill -9` of this CLI
+    # leaves the lease behind, past its deadline, for the next launch or status to clean up after us
+    deadline = time.time() + (settings.ready_timeout if wait or keep_lease else 0.0) + LEASE_MARGIN
+    lease = claims.take(store, claims.LAUNCH, request.gateway, request.gateway, deadline=deadline)
+    if lease is None:
+        raise GatewayExists(f"gateway {request.gateway} is being launched by another `sipmediagw launch` right now")
+    try:
+        result = _launch_under_lease(settings, request, backend, store, lease, accounts, discovery, media, host,
+                                     base_url, folder, budget, local, wait, progress)
+    except BaseException:
+        claims.release(store, [lease])
+        raise
+    if not keep_lease:
+        claims.release(store, [lease])
+    return result
+
+
+def _launch_under_lease(settings: Settings, request: LaunchRequest, backend: Backend, store: claims.ClaimStore,
+                        lease: claims.Claim, accounts: list[Any], discovery: Discovery, media: str,
+                        host: HostResources | None, base_url: str, folder: Path, budget: Budget, local: bool,
+                        wait: bool, progress: Progress) -> LaunchResult:
     old = backend.find(request.gateway)
     if old is not None:
         if backend.holds(old):
@@ -446,6 +520,7 @@ def launch(
     handle: Handle | None = None
     try:
         spec = gateway_spec(settings, request, allocation, base_url, local)
+        spec = dataclasses.replace(spec, labels={**spec.labels, labels.LEASE: lease.id})
         if local:
             prepare_log_folder(folder)
         handle = backend.create(spec, (allocation.account.line + "\n").encode("utf-8"), made[0])
@@ -502,7 +577,7 @@ def launch_pool(
         try:
             started.append(launch(settings, LaunchRequest(name), client, wait=False,
                                   progress=lambda message, name=name: progress(f"{name}: {message}"),
-                                  host_sampler=host_sampler, backend=backend))
+                                  host_sampler=host_sampler, backend=backend, keep_lease=wait))
         except SipMediaGwError as exc:
             if not started:
                 raise
@@ -520,7 +595,9 @@ def launch_pool(
                                   poll_interval=POLL_INTERVAL[backend.kind])
             except BaseException:
                 remove_gateway(backend, handle, 0)
+                claims.release_lease(backend.claims(""), result.gateway)
                 raise
+            claims.release_lease(backend.claims(""), result.gateway)
             return dataclasses.replace(result, ready=True, node=node)
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(started))) as pool:
@@ -541,6 +618,25 @@ def launch_pool(
     return started
 
 
+LEASE_MARGIN = 30.0  # seconds a launch may take beyond its ready timeout (claims, create, start, clean-up)
+
+
+def reclaim_abandoned(backend: Backend, store: claims.ClaimStore, progress: Progress = lambda message: None,
+                      clock: Callable[[], float] = time.time) -> list[str]:
+    """Remove what launches that died without unwinding (`kill -9`, a crash) left: the gateway made under each
+    expired lease, and the claims made for that name before the deadline. Return the gateways' names."""
+    reclaimed = []
+    for lease in claims.abandoned_leases(store, clock):
+        handle = backend.find(lease.gateway)
+        if handle is not None and handle.labels.get(labels.LEASE) == lease.id:  # not a newer gateway of that name
+            backend.remove(handle, 0)
+        cutoff = lease.deadline if lease.deadline is not None else lease.created
+        claims.release(store, [c for c in store.list() if c.gateway == lease.gateway and c.created <= cutoff])
+        progress(f"reclaimed gateway {lease.gateway}: its launch was interrupted before it was ready")
+        reclaimed.append(lease.gateway)
+    return reclaimed
+
+
 def remove_gateway(backend: Backend, handle: Handle, timeout: int) -> None:
     """Stop (SIGTERM, `timeout` s, SIGKILL) and remove a gateway, then its claims."""
     backend.remove(handle, timeout)
@@ -553,7 +649,7 @@ def discard_gateway(client: docker.DockerClient, gateway: str, backend: Backend 
     handle = backend.find(gateway)
     if handle is not None:
         backend.remove(handle, 0)
-    claims.release_gateway(backend.claims(""), gateway)
+    claims.release_gateway(backend.claims(""), gateway, leases=True)
 
 
 def stop_gateway(client: docker.DockerClient, gateway: str, timeout: int, backend: Backend | None = None) -> str:

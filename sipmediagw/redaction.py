@@ -26,14 +26,17 @@ SECRET_KEY_WORDS = ("pass", "secret", "token", "jwt", "credential", "apikey", "a
 #: keyed forms above mask values of any length
 MIN_LITERAL = 3
 
-_WORDS = "|".join(re.escape(word) for word in SECRET_KEY_WORDS)
-# key (optionally quoted) + separator (= or :, spaces around, a closing quote before it) + value (quoted or bare)
-_KEYED = re.compile(
-    rf"""(?P<key>[\w.-]*(?:{_WORDS})[\w.-]*)(?P<sep>["']?[ \t]*[=:][ \t]*)"""
-    r"""(?P<value>"(?:[^"\\\n]|\\.)*"?|'(?:[^'\\\n]|\\.)*'?|[^\s;,&>"'<)\]}]+)""",
-    re.IGNORECASE,
-)
-_URL_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)(?P<value>[^@/\s]+)(?=@)")
+# A key (a whole run of name characters, taken atomically: no backtracking into it, so a 200 KB run of letters in a
+# log line costs one pass) and its separator (= or :, spaces around, a closing quote before it). Whether the key
+# names a secret is decided in code, and the value's extent by _VALUE: a regex alternative for all of it
+# backtracks quadratically on long lines.
+_KEY_SEP = re.compile(r"""(?<![\w.-])(?P<key>(?>[\w.-]+))(?P<sep>["']?[ \t]*[=:][ \t]*)""")
+# a quoted value up to its closing quote (escapes honoured; an unterminated one to the end of the line); a bare value
+# runs to whitespace or ';' (the end of an account parameter): a password may hold any other character
+# (`auth_pass=ab)c&d"e`), and masking what follows it (`&checksum=...`, a closing quote) is harmless
+_VALUE = re.compile(r""""(?:[^"\\\n]|\\.)*"?|'(?:[^'\\\n]|\\.)*'?|[^\s;]+""")
+_URL_USERINFO = re.compile(r"(?P<head>(?<![A-Za-z0-9+.-])(?>[A-Za-z][A-Za-z0-9+.-]*)://(?>[^/\s:@]*):)"
+                           r"(?P<value>(?>[^@/\s]+))(?=@)")
 _AUTH_SCHEME = re.compile(r"(?P<head>\b(?:Bearer|Basic)[ \t]+)(?P<value>[A-Za-z0-9._~+/=-]+)", re.IGNORECASE)
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
@@ -68,18 +71,31 @@ def forget_secrets() -> None:
         _literal_pattern = None
 
 
-def _mask_keyed(match: re.Match[str]) -> str:
-    value = match["value"]
-    if value[:1] in "\"'":
-        quote = value[0]
-        closing = quote if len(value) > 1 and value.endswith(quote) else ""
-        return f"{match['key']}{match['sep']}{quote}{MASK}{closing}"
-    return f"{match['key']}{match['sep']}{MASK}"
+def _mask_keyed(text: str) -> str:
+    """Every value after a secret-looking key, masked (quotes kept)."""
+    parts: list[str] = []
+    done = 0  # text[:done] is in parts
+    at = 0
+    while (found := _KEY_SEP.search(text, at)) is not None:
+        at = found.end("key")
+        if not is_secret_key(found["key"]):
+            continue
+        value = _VALUE.match(text, found.end())
+        if value is None:  # `auth_pass=` and nothing: nothing to mask
+            continue
+        shown = MASK
+        if value[0][:1] in "\"'":
+            quote = value[0][0]
+            shown = f"{quote}{MASK}{quote if len(value[0]) > 1 and value[0].endswith(quote) else ''}"
+        parts += [text[done:value.start()], shown]
+        done = at = value.end()
+    parts.append(text[done:])
+    return "".join(parts)
 
 
 def redact(text: str) -> str:
     """`text` with every secret it carries replaced by ``***``."""
-    masked = _KEYED.sub(_mask_keyed, text)
+    masked = _mask_keyed(text)
     masked = _URL_USERINFO.sub(lambda m: m["head"] + MASK, masked)
     masked = _AUTH_SCHEME.sub(lambda m: m["head"] + MASK, masked)
     masked = _JWT.sub(MASK, masked)

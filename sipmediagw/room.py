@@ -20,12 +20,25 @@ PLATFORM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def check_base_url(base_url: str) -> str:
-    """`base_url` without its trailing slash, if it is an http(s) URL with a host and no query or fragment."""
-    parts = urllib.parse.urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
-            or _CONTROL.search(base_url):
-        raise ValidationError(f"invalid base URL {base_url!r}: expected http(s)://host[:port][/path]")
+def check_base_url(base_url: str, what: str = "base URL") -> str:
+    """`base_url` without its trailing slash, if it is an http(s) URL with a host and no query, fragment or user
+    info (the one URL check of host and gateway; errors show the URL with any user:password masked)."""
+    shown = re.sub(r"//[^/?#]*@", "//***@", base_url)
+    expected = f"invalid {what} {shown!r}: expected http(s)://host[:port][/path]"
+    try:
+        parts = urllib.parse.urlsplit(base_url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number in 0-65535
+    except ValueError as exc:  # urlsplit: 'https://[::1' (unbalanced IPv6 bracket), 'https://h:abc' and the like
+        raise ValidationError(f"{expected} ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(expected)
+    if parts.username is not None or parts.password is not None:
+        raise ValidationError(f"the {what} must not contain a user or password")
+    if _CONTROL.search(base_url) or any(ch.isspace() for ch in base_url):
+        raise ValidationError(f"{expected}: contains whitespace or control characters")
+    # a bare '?' or '#' leaves query and fragment empty, yet the room appended to it would land there
+    if parts.query or parts.fragment or base_url.endswith(("?", "#")):
+        raise ValidationError(f"{expected}: no ?query or #fragment (the room is appended to it)")
     return base_url.rstrip("/")
 
 

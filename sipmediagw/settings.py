@@ -23,6 +23,12 @@ CONFIG_FILE_NAME = "sipmediagw.yaml"
 MEDIA_MODES = ("auto", "kernel", "userspace")
 #: uid/gid of the user inside the gateway image (contract: image USER gw 10001)
 CONTAINER_UID = 10001
+#: bounds of the per-gateway budget, which is also each gateway's limit: Docker takes no CPU limit under 0.01 cores
+#: and no memory limit under 6 MiB; no gateway starts under 64 pids (Chromium alone runs dozens of threads), and the
+#: kernel's largest pid_max is 2^22
+MIN_CPU, MAX_CPU = 0.01, 1024.0
+MIN_MEMORY = 6 * 1024**2
+MIN_PIDS, MAX_PIDS = 64, 4 * 1024**2
 
 
 def project_root() -> Path:
@@ -82,6 +88,7 @@ class Settings:
     constraints: tuple[str, ...] = ()  # swarm placement constraints of gateway services
     cpu_per_gateway: float = 1.3  # cores; docs/benchmarks.md: 1.16-1.27 cores in a 640x360 <-> 720p a+v call
     memory_per_gateway: int = 768 * 1024**2  # bytes; docs/benchmarks.md: ~480 MiB cgroup peak in a call, 564 MiB seen
+    pids_per_gateway: int = 512  # processes + threads; docs/resources.md: 145-180 at the peak of a call
     ready_timeout: float = 120.0  # seconds `launch` waits for the state file to say ready
     stop_timeout: int = 20  # seconds between SIGTERM and SIGKILL
     shm_size: str = "256m"
@@ -100,10 +107,16 @@ class Settings:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
         if self.media not in MEDIA_MODES:
             raise ConfigError(f"media must be one of {', '.join(MEDIA_MODES)}, not {self.media!r}")
-        if self.cpu_per_gateway <= 0:
-            raise ConfigError(f"cpu_per_gateway must be > 0, not {self.cpu_per_gateway}")
-        if self.memory_per_gateway <= 0:
-            raise ConfigError(f"memory_per_gateway must be > 0, not {self.memory_per_gateway}")
+        # The budget is also each gateway's hard limit (launcher.container_config): Docker's own bounds apply
+        if not MIN_CPU <= self.cpu_per_gateway <= MAX_CPU:  # also refuses nan and inf
+            raise ConfigError(f"cpu_per_gateway must be between {MIN_CPU:g} and {MAX_CPU:g} cores, "
+                              f"not {self.cpu_per_gateway}")
+        if not MIN_MEMORY <= self.memory_per_gateway:
+            raise ConfigError(f"memory_per_gateway must be at least 6M (Docker's smallest memory limit), "
+                              f"not {self.memory_per_gateway}")
+        if not MIN_PIDS <= self.pids_per_gateway <= MAX_PIDS:
+            raise ConfigError(f"pids_per_gateway must be between {MIN_PIDS} and {MAX_PIDS}, "
+                              f"not {self.pids_per_gateway}")
         if not 0 < self.ready_timeout <= 86400:  # also refuses nan and inf, which would wait for ever
             raise ConfigError(f"ready_timeout must be between 0 and 86400 seconds, not {self.ready_timeout}")
         for name in ("alone_timeout", "no_media_timeout", "max_call_duration"):
@@ -151,7 +164,12 @@ def _convert(name: str, value: Any) -> Any:
     if kind == "float":
         return float(value)
     if kind == "int":
-        return int(value)
+        if isinstance(value, bool):
+            raise ValueError(f"not a whole number: {value!r}")
+        try:
+            return int(value)
+        except OverflowError:  # int(float("inf"))
+            raise ValueError(f"not a whole number: {value!r}") from None
     if kind == "bool":
         if isinstance(value, bool):
             return value

@@ -78,9 +78,15 @@ class GatewayStatus:
     call_direction: str | None = None  # "incoming" | "outgoing" (sipmediagw dial) while there is a call
     audio_only: bool = False  # no video: no caller display, no camera, no m=video, the browser publishes audio only
     last_end_reason: str | None = None  # why the last call ended or was refused: "caller hung up", "unknown meeting 9"
+    registration: str | None = None  # registered | registering | failed | lost (None: not known yet)
+    registration_reason: str | None = None  # the registrar's answer ("401 Unauthorized (...)") or "no answer ..."
     since: str = dataclasses.field(default_factory=_now)  # when `state` was entered
     last_error: str | None = None
     calls: int = 0  # calls bridged into a room since start
+    sandbox: str | None = None  # Chromium's sandbox: "on", or "off: <why>" (--no-sandbox); None: not known / older
+    # When the writer wrote this document (ISO 8601, UTC), as a reader parsed it; to_dict always stamps the time of
+    # writing, so a writer never sets it. The supervisor rewrites the file every few seconds: an old one means hung.
+    updated: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -147,7 +153,7 @@ def read_state(folder: str | os.PathLike[str]) -> GatewayStatus | None:
     """Read ``state.json`` from `folder`; None when it does not exist (yet) or cannot be parsed."""
     try:
         text = (Path(folder) / STATE_FILE_NAME).read_text(encoding="utf-8")
-    except OSError:
+    except (OSError, UnicodeDecodeError):  # a corrupt file (not UTF-8) is unreadable too, not a crash
         return None
     return parse_state(text)
 
@@ -158,9 +164,29 @@ def parse_state(text: str | bytes) -> GatewayStatus | None:
         data = json.loads(text)
         if not isinstance(data, dict):
             return None
-        return GatewayStatus.from_dict(data)
-    except (ValueError, TypeError, AttributeError):
+        status = GatewayStatus.from_dict(data)
+    except (ValueError, TypeError, AttributeError, RecursionError):  # RecursionError: "[[[[..." nested too deep
         return None
+    # a document with a wrongly typed field ({"call_started": 5}) is no state: readers (call_seconds, status) rely
+    # on the types
+    return status if _well_typed(status) else None
+
+
+#: the Python types a JSON value may have for each field annotation (`from __future__ import annotations`: text)
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "str | None": (str, type(None)), "bool": (bool,),
+                                             "int": (int,)}
+
+
+def _well_typed(status: GatewayStatus) -> bool:
+    """True when every field holds what its annotation says (True is no calls count, 5 no call_started)."""
+    for field in dataclasses.fields(status):
+        allowed = _FIELD_TYPES.get(str(field.type))
+        value = getattr(status, field.name)
+        if allowed is None:
+            continue
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            return False
+    return all(c.reason is None or isinstance(c.reason, str) for c in status.components.values())
 
 
 def state_line_payload(status: GatewayStatus) -> str:

@@ -22,7 +22,12 @@ from .backends.swarm import node_capacity
 from .devices import Discovery
 from .resources import Budget, HostResources, human_bytes
 from .settings import Settings
-from .state import GatewayState
+from .state import GatewayState, GatewayStatus
+
+#: a running gateway whose state file is older than this shows as "unresponsive": its supervisor rewrites the file at
+#: least every 5 s (gateway/supervisor.py HEARTBEAT), so three heartbeats were missed. Only the engine backend reads
+#: the file; swarm's state lines are logged on change only and carry no heartbeat.
+UNRESPONSIVE_AFTER = 15.0
 
 
 @dataclasses.dataclass
@@ -51,7 +56,18 @@ class GatewayInfo:
     direction: str | None = None  # "incoming" | "outgoing" (`sipmediagw dial`: the caller is the dialled party)
     audio_only: bool = False  # no video in its calls (label org.sipmediagw.audio-only)
     node: str | None = None  # the engine's or swarm node's hostname
-    note: str | None = None  # why it is not running, or that it moved to another node (swarm)
+    note: str | None = None  # why it is not running, that Docker restarted it, or that it moved to another node (swarm)
+    registration: str | None = None  # registered | registering | failed | lost (the gateway's word)
+    registration_reason: str | None = None  # the registrar's answer when failed or lost
+
+    @property
+    def registration_problem(self) -> str | None:
+        """"registration failed: 401 Unauthorized" when the account is not registered for a known reason."""
+        if self.registration in ("failed", "lost") or (self.registration == "registering" and self.registration_reason):
+            verb = {"lost": "registration lost", "failed": "registration failed"}.get(self.registration or "",
+                                                                                      "registration pending")
+            return f"{verb}: {self.registration_reason or 'no reason given'}"
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -59,23 +75,47 @@ class GatewayInfo:
 
 
 def gateway_state(seen: Observation) -> tuple[str, str | None]:
-    """(state, last_error): the gateway's own word while it runs; 'exited'/'starting' from the engine otherwise."""
+    """(state, last_error): the gateway's own word while it runs; 'exited'/'restarting'/'starting' from the engine
+    otherwise."""
     if seen.runtime in ("exited", "gone"):
         return "exited", seen.detail
+    if seen.runtime == "restarting":
+        return "restarting", seen.detail
     if seen.status is None:
         return "starting", None
     return seen.status.state.value, seen.status.last_error
 
 
+def heartbeat_age(status: GatewayStatus, now: _dt.datetime) -> float | None:
+    """Seconds since the gateway wrote `status` (None: the document does not say, or says it nonsensically)."""
+    try:
+        written = _dt.datetime.fromisoformat(status.updated or "")
+    except ValueError:
+        return None
+    if written.tzinfo is None:
+        written = written.replace(tzinfo=_dt.timezone.utc)
+    return (now - written).total_seconds()
+
+
 def describe(handle: Handle, seen: Observation, stats: dict[str, Any] | None = None,
-             now: _dt.datetime | None = None) -> GatewayInfo:
-    """A GatewayInfo from a gateway's labels, what the engine observed and (when running) its stats."""
+             now: _dt.datetime | None = None, heartbeat: bool = False) -> GatewayInfo:
+    """A GatewayInfo from a gateway's labels, what the engine observed and (when running) its stats. `heartbeat`:
+    the state document is the heartbeat file, so an old one shows the gateway "unresponsive" (UNRESPONSIVE_AFTER)."""
     tags = handle.labels
     state, last_error = gateway_state(seen)
     status = seen.status if seen.runtime == "running" else None
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    note = seen.detail if seen.runtime != "exited" else None
+    # Only the serving loop (ready, in a call) heartbeats: start-up waits for each component (the browser up to 90 s)
+    # and the ordered stop take their time without one.
+    serving = status is not None and status.state in (GatewayState.READY, GatewayState.IN_CALL)
+    age = heartbeat_age(status, now) if heartbeat and status is not None and serving else None
+    if age is not None and age > UNRESPONSIVE_AFTER:
+        # a hung supervisor keeps its last words: say so rather than trust them (the HEALTHCHECK sees it at 60 s)
+        note = f"unresponsive (no heartbeat for {age:.0f} s; its last state: {state})"
+        state = "unresponsive"
     # What the call is: only while the gateway says in-call (an older gateway wrote its fixed room as `room`).
     call = status if status is not None and status.state is GatewayState.IN_CALL else None
-    now = now or _dt.datetime.now(_dt.timezone.utc)
     raw_slot = tags.get(labels.SLOT, "")
     mode = tags.get(labels.MODE) or ("fixed" if tags.get(labels.ROOM) else "pool")
     return GatewayInfo(
@@ -101,7 +141,9 @@ def describe(handle: Handle, seen: Observation, stats: dict[str, Any] | None = N
         direction=call.call_direction if call else None,
         audio_only=tags.get(labels.AUDIO_ONLY) == "true",
         node=seen.node,
-        note=seen.detail if seen.runtime != "exited" else None,
+        note=note,
+        registration=status.registration if status else None,
+        registration_reason=status.registration_reason if status else None,
     )
 
 
@@ -143,7 +185,7 @@ def gather(
         seen = backend.observe(handle)
         stats = backend.stats(handle) if with_stats and seen.runtime == "running" else None
         holds = backend.holds(handle) and seen.runtime != "exited" if backend.kind == "engine" else True
-        return describe(handle, seen, stats), holds
+        return describe(handle, seen, stats, heartbeat=backend.kind == "engine"), holds
 
     if handles:
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(handles))) as pool:
@@ -187,6 +229,8 @@ def room_cell(gateway: GatewayInfo) -> str:
         return gateway.room
     if in_call and gateway.direction == "outgoing":
         return "(dialling)"  # `sipmediagw dial`: not answered yet
+    if in_call and gateway.mode == "fixed":
+        return f"(joining {gateway.fixed_room})"  # answered, the browser entering the room (no menu on a fixed one)
     if in_call:
         return "(keypad menu)"  # answered, no room yet
     return f"({gateway.fixed_room})" if gateway.fixed_room else "-"
@@ -219,6 +263,8 @@ def render_table(status: HostStatus) -> str:
     for gateway in status.gateways:
         if gateway.note or (gateway.state in ("error", "exited") and gateway.last_error):
             lines.append(f"{gateway.name}: {gateway.note or gateway.last_error}")
+        if gateway.registration_problem:
+            lines.append(f"{gateway.name}: {gateway.registration_problem}")
     where = "swarm: gateways that fit on the nodes" if status.backend == "swarm" else status.media
     lines.append(f"free slots: {status.free_slots} ({where})   free accounts: {status.free_accounts}")
     return "\n".join(lines)

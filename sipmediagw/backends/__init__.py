@@ -20,6 +20,12 @@ from ..settings import BACKENDS
 from ..state import GatewayStatus
 
 
+#: Docker's log of every gateway (its stdout, which mirrors app.log): json-file, which `docker logs` and `docker service
+#: logs` read, rotated so that a gateway that talks too much cannot fill the engine's disk (30 MB at most)
+LOG_DRIVER = "json-file"
+LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
+
+
 @dataclasses.dataclass
 class Handle:
     """One gateway as the engine holds it: a container, or a service."""
@@ -34,12 +40,13 @@ class Handle:
 class Observation:
     """What the engine says about a gateway now."""
 
-    runtime: str  # "starting" | "running" | "exited" | "gone"
+    runtime: str  # "starting" | "running" | "restarting" (exited, the engine starts it again) | "exited" | "gone"
     status: GatewayStatus | None = None  # the gateway's own state document (None: none readable yet)
     node: str | None = None  # where it runs: the engine's or the swarm node's hostname
     started: _dt.datetime | None = None
-    detail: str | None = None  # why it is not running, or that it moved (swarm)
+    detail: str | None = None  # why it is not running, that it was restarted (engine) or moved (swarm)
     exit_code: int | None = None
+    restarts: int = 0  # restarts by the engine's restart policy (Docker's RestartCount; an engine restart resets it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,12 +59,13 @@ class GatewaySpec:
     labels: dict[str, str]
     environment: dict[str, str]
     stop_timeout: int
-    cpu: float  # cores budgeted
-    memory: int  # bytes budgeted
+    cpu: float  # cores budgeted: also its limit
+    memory: int  # bytes budgeted: also its limit
     shm_size: str
     host_config: dict[str, Any]  # the single engine's HostConfig (launcher.container_config): binds, devices, ...
     constraints: tuple[str, ...] = ()  # swarm placement constraints
     account_file: str = "/run/secrets/sipmediagw-account"
+    pids: int = 0  # limit of processes + threads (0: none)
 
 
 class Backend(Protocol):

@@ -21,6 +21,7 @@ from docker.models.containers import Container
 from .. import dockerops, labels
 from ..claims import ABSENT, DEAD, HOLDS, Claim, ClaimTaken
 from ..errors import DockerUnavailable, GatewayExists
+from ..gateway.logs import ERR_LOG, LOG_MAX_BYTES
 from ..settings import CONTAINER_UID
 from ..state import STATE_FILE_NAME, GatewayStatus, parse_state
 from . import GatewaySpec, Handle, Observation
@@ -29,6 +30,9 @@ from . import GatewaySpec, Handle, Observation
 CONTAINER_LOG_DIR = "/var/log/sipmediagw"
 #: a created-never-started claim container needs a command to exist; it is never run
 _CLAIM_COMMAND = ["true"]
+#: `launch` starts a gateway's container right after creating it: one started this much later was started again by
+#: the engine (restart policy after an engine restart or a host reboot, which sets RestartCount back to 0)
+LATE_START_S = 60.0
 
 
 def is_local_engine(client: docker.DockerClient) -> bool:
@@ -67,6 +71,19 @@ def read_container_file(container: Container, path: str, limit: int = 1024 * 102
             return handle.read() if handle else None
     except tarfile.TarError:
         return None
+
+
+def restart_note(attrs: dict[str, Any]) -> str | None:
+    """'restarted 2x by Docker' or 'started again by Docker at ... (engine restart or host reboot?)' from a container's
+    inspect document; None when it runs since `launch` started it."""
+    count = int(attrs.get("RestartCount") or 0)
+    if count:
+        return f"restarted {count}x by Docker"
+    created = parse_docker_time(attrs.get("Created", ""))
+    started = parse_docker_time((attrs.get("State") or {}).get("StartedAt", ""))
+    if created and started and (started - created).total_seconds() > LATE_START_S:
+        return f"started again by Docker at {started:%Y-%m-%d %H:%M:%S} UTC (engine restart or host reboot?)"
+    return None
 
 
 def container_status(container: Container) -> GatewayStatus | None:
@@ -190,14 +207,22 @@ class EngineBackend:
         if dockerops.refresh(container) is None:
             return Observation("gone")
         state = container.attrs.get("State", {})
+        restarts = int(container.attrs.get("RestartCount") or 0)
+        why = f"exit code {state.get('ExitCode')}" + (", killed: out of memory" if state.get("OOMKilled") else "") \
+            + (f", {state['Error']}" if state.get("Error") else "")
         if container.status in ("exited", "dead"):
-            detail = f"exit code {state.get('ExitCode')}" + (", killed: out of memory" if state.get("OOMKilled") else "") \
-                + (f", {state['Error']}" if state.get("Error") else "")
-            return Observation("exited", node=self._node(), detail=detail, exit_code=state.get("ExitCode"))
+            detail = why + (f", after {restarts} restart(s) by Docker" if restarts else "")
+            return Observation("exited", node=self._node(), detail=detail, exit_code=state.get("ExitCode"),
+                               restarts=restarts)
+        if container.status == "restarting":  # between two runs: it still holds its slot and account
+            return Observation("restarting", node=self._node(), detail=f"restarting after {why} "
+                               f"(restarted {restarts}x by Docker so far)", exit_code=state.get("ExitCode"),
+                               restarts=restarts)
         if container.status == "created":
             return Observation("starting", node=self._node())
         return Observation("running", status=container_status(container), node=self._node(),
-                           started=parse_docker_time(state.get("StartedAt", "")))
+                           started=parse_docker_time(state.get("StartedAt", "")),
+                           detail=restart_note(container.attrs), restarts=restarts)
 
     def stats(self, handle: Handle) -> dict[str, Any] | None:
         return dockerops.container_stats(handle.ref)
@@ -210,7 +235,7 @@ class EngineBackend:
         container: Container = handle.ref
         if error_log:
             # err.log exists only as a file in the container: read it through the engine, then poll for more
-            yield from _follow_file(container, f"{CONTAINER_LOG_DIR}/err.log", tail, follow)
+            yield from _follow_file(container, f"{CONTAINER_LOG_DIR}/{ERR_LOG}", tail, follow)
             return
         try:
             if not follow:
@@ -232,9 +257,11 @@ class EngineBackend:
         parts: list[str] = []
         if dockerops.refresh(container) is not None:
             state = container.attrs.get("State", {})
+            restarts = int(container.attrs.get("RestartCount") or 0)
             parts.append(
                 f"container {container.name}: status={state.get('Status')} exit_code={state.get('ExitCode')} "
-                f"oom_killed={state.get('OOMKilled')}" + (f" error={state['Error']}" if state.get("Error") else ""))
+                f"oom_killed={state.get('OOMKilled')}" + (f" restarts={restarts}" if restarts else "")
+                + (f" error={state['Error']}" if state.get("Error") else ""))
         tail = dockerops.container_logs(container, lines).splitlines()
         if tail:
             parts.append("last lines of its log:")
@@ -242,24 +269,32 @@ class EngineBackend:
         return parts
 
 
+#: a gateway log file is rotated at LOG_MAX_BYTES (sipmediagw/gateway/logs.py); the margin covers the line that
+#: crosses it
+_LOG_READ_LIMIT = LOG_MAX_BYTES + 256 * 1024
+
+
 def _follow_file(container: Container, path: str, tail: int, follow: bool, interval: float = 1.0) -> Iterator[str]:
-    """The last `tail` lines of a file in the container, then (follow) what is appended while it runs."""
-    raw = read_container_file(container, path)
+    """The last `tail` lines of a log file in the container (reaching into its newest rotated file, ``path``.1, when
+    the current one has fewer), then (follow) what is appended while it runs."""
+    raw = read_container_file(container, path, _LOG_READ_LIMIT)
     if raw is None:
         if dockerops.refresh(container) is None or container.status != "running":
             return
         raw = b""
-    text = raw.decode("utf-8", errors="replace")
-    lines = text.splitlines()
+    lines = raw.decode("utf-8", errors="replace").splitlines()
+    if len(lines) < tail:
+        older = read_container_file(container, f"{path}.1", _LOG_READ_LIMIT) or b""
+        lines = older.decode("utf-8", errors="replace").splitlines() + lines
     yield from (lines[-tail:] if tail > 0 else [])
     seen = len(raw)
     while follow:
         time.sleep(interval)  # polling the engine's archive API: it has no notification to wait on
         if dockerops.refresh(container) is None or container.status != "running":
             return
-        raw = read_container_file(container, path) or b""
+        raw = read_container_file(container, path, _LOG_READ_LIMIT) or b""
         if len(raw) < seen:
-            seen = 0  # the file was truncated or replaced
+            seen = 0  # the file was rotated (or truncated): all of the new one is new
         if len(raw) > seen:
             fresh = raw[seen:].decode("utf-8", errors="replace")
             seen = len(raw)

@@ -4,12 +4,16 @@
   tmpfs, owner uid 10001 mode 0400). Its name derives from the account (claims.claim_name): the secret *is* the
   account's claim, so two `launch`es against any managers of the swarm never get one account twice.
 - CPU and memory reservations and limits come from the per-gateway budget, so Swarm's scheduler does admission and
-  placement (it prefers the node with the fewest tasks: gateways spread over nodes); constraints are optional.
+  placement (it prefers the node with the fewest tasks: gateways spread over nodes); constraints are optional. The
+  pids limit too (engines of API 1.41+), and Docker's log is the single engine's (json-file, rotated).
 - Restart on failure, a bounded number of times; a node lost: Swarm reschedules the task elsewhere.
 - State: a task runs only once the image's HEALTHCHECK passed (Swarm holds it in "starting" until healthy); what
   the gateway is doing comes from the last ``state:`` line of the current task's log (`state.last_state_in_log`),
   read through the manager's service-logs API: the only view a manager has of a task on another node.
 - Swarm services cannot map devices (moby/swarmkit#1244): userspace media only.
+- Nor carry a seccomp profile (services take one from engine API 1.44; here 1.41): Docker's default profile refuses
+  the user namespaces of Chromium's sandbox, so a swarm gateway finds that out at start and runs Chromium with
+  --no-sandbox, saying so in its log and its state (``sandbox: off: ...``); `doctor` warns (gateway/sandbox.py).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any, Iterator
 import docker
 import docker.errors
 from docker.types import Mount, Resources, RestartPolicy, SecretReference
+from docker.utils import version_gte
 
 from .. import labels
 from ..claims import ABSENT, HOLDS, Claim, ClaimTaken
@@ -30,7 +35,7 @@ from ..errors import DockerUnavailable, GatewayExists, ValidationError
 from ..settings import CONTAINER_UID
 from ..state import last_state_in_log
 from .engine import parse_docker_time
-from . import GatewaySpec, Handle, Observation
+from . import LOG_DRIVER, LOG_OPTIONS, GatewaySpec, Handle, Observation
 
 #: restarts of a failing gateway before Swarm gives up (then `status` shows it exited, with the task's error)
 MAX_RESTARTS = 3
@@ -44,6 +49,8 @@ STATE_LOG_TAIL = 400
 _STARTING_TASK_STATES = ("new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting")
 _ENDED_TASK_STATES = ("complete", "shutdown", "failed", "rejected", "orphaned", "remove")
 _NANO = 1_000_000_000
+#: the first API version whose services take a pids limit (TaskTemplate.Resources.Limits.Pids: Docker 20.10)
+PIDS_LIMIT_API = "1.41"
 
 
 def service_name(gateway: str) -> str:
@@ -221,12 +228,17 @@ class SwarmBackend:
                                  gid=str(CONTAINER_UID), mode=0o400)
         resources = Resources(cpu_limit=int(spec.cpu * _NANO), mem_limit=spec.memory,
                               cpu_reservation=int(spec.cpu * _NANO), mem_reservation=spec.memory)
+        if spec.pids and version_gte(self.client.api.api_version, PIDS_LIMIT_API):
+            # docker-py (7.1) has no argument for it; Resources is the API's own document. An older manager would
+            # drop the field without a word: below 1.41 the tasks run without a pids limit.
+            resources["Limits"]["Pids"] = spec.pids
         shm = Mount(target="/dev/shm", source="", type="tmpfs", tmpfs_size=_size_bytes(spec.shm_size))
         try:
             service = self.client.services.create(
                 spec.image, name=spec.name, labels=spec.labels, container_labels=spec.labels,
                 env=[f"{k}={v}" for k, v in spec.environment.items()], hostname=spec.name[:63],
                 secrets=[secret], resources=resources, mounts=[shm], init=True, cap_drop=["ALL"],
+                log_driver=LOG_DRIVER, log_driver_options=dict(LOG_OPTIONS),
                 stop_grace_period=spec.stop_timeout * _NANO, stop_signal="SIGTERM",
                 restart_policy=RestartPolicy(condition="on-failure", delay=RESTART_DELAY_S * _NANO,
                                              max_attempts=MAX_RESTARTS),

@@ -18,6 +18,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -26,14 +27,15 @@ from ..dispatch import Dispatcher, RoomTarget
 from ..errors import SipMediaGwError
 from ..room import RoomDrivers
 from ..state import GatewayState, GatewayStatus, write_state
-from .baresip import BaresipControl, baresip_argv, render_baresip_config
+from .baresip import BaresipControl, RegistrationLog, baresip_argv, render_baresip_config
 from .config import GatewayConfig
-from .controller import CallWatch, Controller, Menu, Routing
+from .controller import CallWatch, Controller, Menu, Notifier, Routing
 from .incall import InCall, Timeouts, rtp_timeout_backstop
 from .logs import get_logger, line_sink, setup_logging
 from .media import KERNEL, ROOM_MIC, MediaPlan
 from .process import ManagedProcess
 from .request_socket import GatewayRequests
+from .sandbox import SandboxCheck, probe_sandbox
 from .supervisor import Component, FunctionComponent, Supervisor
 
 XVFB_READY_TIMEOUT = 15.0
@@ -135,12 +137,13 @@ class BrowserSlot:
     a room object is built per call, always on the current browser, so a restart is invisible to the controller."""
 
     def __init__(self, config: GatewayConfig, plan: MediaPlan, drivers: RoomDrivers, display: str,
-                 camera_url: Callable[[], str | None]) -> None:
+                 camera_url: Callable[[], str | None], sandbox: bool = False) -> None:
         self.config = config
         self.plan = plan
         self.drivers = drivers
         self.display = display
         self.camera_url = camera_url
+        self.sandbox = sandbox  # Chromium's sandbox can work here (gateway/sandbox.py)
         self.browser: Any = None
         self.session: Any = None
 
@@ -158,6 +161,7 @@ class BrowserSlot:
             window_size=self.config.video_size,
             fps=self.config.fps,
             audio_only=self.config.audio_only,
+            sandbox=self.sandbox,
         )
         browser.start()
         self.browser = browser
@@ -177,26 +181,29 @@ class BrowserSlot:
         """The driver refuses rooms it cannot open (controller.RoomSession); no page is loaded for this."""
         self.drivers.check(target.platform, target.base_url, target.room)
 
-    def join(self, target: RoomTarget, display_name: str) -> None:
-        """Enter `target`'s room (controller.RoomSession)."""
+    def join(self, target: RoomTarget, display_name: str, cancelled: threading.Event) -> None:
+        """Enter `target`'s room (controller.RoomSession; on the room worker: once `cancelled` is set, the next
+        page step raises). The supervisor may stop the browser meanwhile: the WebDriver command running fails."""
         from .browser import BrowserRoomSession
 
-        if self.browser is None:
+        browser = self.browser
+        if browser is None:
             raise RuntimeError("browser not running")
         # `audio_only` tells the driver to join without a camera where its platform asks (docs/rooms.md)
         options = {"audio_only": True} if self.config.audio_only else {}
-        self.session = BrowserRoomSession(self.browser, self.drivers.get(target.platform), target.base_url,
+        self.session = BrowserRoomSession(browser, self.drivers.get(target.platform), target.base_url,
                                           target.room, options)
-        self.session.join(display_name)
+        self.session.join(display_name, cancelled)
 
     def leave(self) -> None:
-        """Leave the room, or blank whatever page the call showed (controller.RoomSession)."""
+        """Leave the room, or blank whatever page the call showed (controller.RoomSession; on the room worker)."""
         session, self.session = self.session, None
+        browser = self.browser  # (the supervisor's thread may stop it meanwhile)
         if session is not None:
             session.leave()
-        elif self.browser is not None:
-            with self.browser.lock:
-                self.browser.driver.get("about:blank")
+        elif browser is not None:
+            with browser.page_action() as driver:
+                driver.get("about:blank")
 
 
 def routing_of(config: GatewayConfig, drivers: RoomDrivers) -> Routing:
@@ -211,12 +218,10 @@ def routing_of(config: GatewayConfig, drivers: RoomDrivers) -> Routing:
     return Routing(account_user=config.account_user, dispatcher=dispatcher, service_user=config.service_user)
 
 
-def keypad_menu(slot: BrowserSlot) -> Menu:
-    """The keypad menu of a pool gateway (menu.py): the menu page in the slot's current browser, the prompts played
-    into the sink the caller hears."""
-    from .menu import KeypadMenuSession
+def caller_screen(slot: BrowserSlot) -> Callable[[], Any]:
+    """The menu page (menu_screen.MenuScreen) in the slot's current browser: where the keypad menu and the notices
+    draw on the room display."""
     from .menu_screen import MenuScreen
-    from .prompts import PromptPlayer
 
     def screen() -> MenuScreen:
         browser = slot.browser
@@ -224,7 +229,25 @@ def keypad_menu(slot: BrowserSlot) -> Menu:
             raise RuntimeError("browser not running")
         return MenuScreen(browser.driver, lock=browser.lock)
 
-    return KeypadMenuSession(screen, PromptPlayer(server=slot.plan.pulse_server, log=line_sink("prompts")))
+    return screen
+
+
+def keypad_menu(slot: BrowserSlot) -> Menu:
+    """The keypad menu of a pool gateway (menu.py): the menu page in the slot's current browser, the prompts played
+    into the sink the caller hears."""
+    from .menu import KeypadMenuSession
+    from .prompts import PromptPlayer
+
+    return KeypadMenuSession(caller_screen(slot), PromptPlayer(server=slot.plan.pulse_server,
+                                                               log=line_sink("prompts")))
+
+
+def join_notice(slot: BrowserSlot) -> Notifier:
+    """What tells a caller (of any gateway) why their meeting cannot be joined: the menu page and a prompt (menu.py)."""
+    from .menu import NoticeScreen
+    from .prompts import PromptPlayer
+
+    return NoticeScreen(caller_screen(slot), PromptPlayer(server=slot.plan.pulse_server, log=line_sink("prompts")))
 
 
 def call_watch(slot: BrowserSlot) -> CallWatch:
@@ -248,9 +271,15 @@ def call_watch(slot: BrowserSlot) -> CallWatch:
 
 def build(config: GatewayConfig, drivers: RoomDrivers, routing: Routing,
           menu: Callable[[BrowserSlot], Menu] = keypad_menu,
-          watch: Callable[[BrowserSlot], CallWatch] = call_watch) -> tuple[list[tuple[Component, float]], Callable]:
+          watch: Callable[[BrowserSlot], CallWatch] = call_watch, *,
+          sandbox: SandboxCheck | None = None,
+          notice: Callable[[BrowserSlot], Notifier | None] = join_notice,
+          ) -> tuple[list[tuple[Component, float]], Callable]:
     """The real components in start order (with ready timeouts) and the controller factory. `menu` makes the keypad
-    menu of a pool gateway from the browser slot, `watch` the keypad controls and timeouts of its calls."""
+    menu of a pool gateway from the browser slot, `watch` the keypad controls and timeouts of its calls, `notice` what
+    tells a caller why their room cannot be joined (None: a bare hang-up), `sandbox` whether Chromium may run
+    sandboxed (None: probe now)."""
+    sandbox = sandbox or probe_sandbox()
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     (run_dir / "xdg").mkdir(exist_ok=True, mode=0o700)
@@ -280,12 +309,14 @@ def build(config: GatewayConfig, drivers: RoomDrivers, routing: Routing,
         extra={"rtp_timeout": str(rtp_timeout_backstop(config.no_media_timeout))},
     )
     relay: Any = None
+    registration_log = RegistrationLog()
 
     def make_baresip() -> Component:
         env = {"PULSE_SERVER": plan.pulse_server}
         if "xvfb-sip" in plan.components:
             env["DISPLAY"] = f":{sip_display}"  # where baresip's x11 display draws the caller's video
-        return ManagedProcess("baresip", baresip_argv(baresip_dir), env=env, log=line_sink("baresip"),
+        return ManagedProcess("baresip", baresip_argv(baresip_dir), env=env,
+                              log=registration_log.sink(line_sink("baresip")),
                               ready=lambda: _tcp_port_accepts(config.ctrl_port), stop_timeout=5.0)
 
     def make_camera() -> Component:
@@ -301,7 +332,7 @@ def build(config: GatewayConfig, drivers: RoomDrivers, routing: Routing,
                                  alive=tolerant(relay.alive, CAMERA_RESTART_GRACE), wait_ready=relay.wait_frame)
 
     slot = BrowserSlot(config, plan, drivers, f":{web_display}",
-                       camera_url=lambda: relay.url if relay is not None else None)
+                       camera_url=lambda: relay.url if relay is not None else None, sandbox=sandbox.available)
     # Every component this gateway may have, by name; plan.components says which it has and in what order.
     factories: dict[str, tuple[Callable[[], Component], float]] = {
         "xvfb-web": (lambda: xvfb("xvfb-web", web_display, config.video_size), XVFB_READY_TIMEOUT),
@@ -319,8 +350,9 @@ def build(config: GatewayConfig, drivers: RoomDrivers, routing: Routing,
         control = BaresipControl(port=config.ctrl_port)
         control.connect(CONTROL_CONNECT_TIMEOUT)
         return Controller(control, slot, on_change, once=config.once, routing=routing,
-                          menu=menu(slot), watch=watch(slot),
-                          default_display_name=config.display_name)
+                          menu=menu(slot), watch=watch(slot), notifier=notice(slot),
+                          default_display_name=config.display_name,
+                          registration_hint=registration_log.last_failure)
 
     return components, make_controller
 
@@ -347,7 +379,9 @@ def main(argv: list[str] | None = None) -> int:
                                platform=config.platform or None, media=config.media, audio_only=config.audio_only)
         drivers = RoomDrivers(config.browsing_dir)
         routing = routing_of(config, drivers)
-        components, make_controller = build(config, drivers, routing)
+        sandbox = probe_sandbox()
+        status.sandbox = sandbox.summary
+        components, make_controller = build(config, drivers, routing, sandbox=sandbox)
     except SipMediaGwError as exc:
         log.error("configuration error: %s", exc)
         status.set_state(GatewayState.ERROR)
@@ -362,6 +396,10 @@ def main(argv: list[str] | None = None) -> int:
                  config.gateway, config.sip_uri, len(config.dispatch),
                  f" + default {config.platform} {config.base_url}" if config.base_url else "", config.service_user,
                  config.media, ", audio only" if config.audio_only else "")
+    if sandbox.available:
+        log.info("chromium sandbox: on (%s)", sandbox.reason)
+    else:
+        log.warning("chromium sandbox: OFF, chromium runs with --no-sandbox: %s", sandbox.reason)
     return Supervisor(status=status, log_dir=log_dir, components=components, make_controller=make_controller,
                       once=config.once, requests=GatewayRequests(config.request_socket)).run()
 

@@ -31,6 +31,17 @@ ACCOUNTS_NAME = "accounts"
 DISCONNECTED = "CTRL_DISCONNECTED"
 #: ctrl_tcp messages are small JSON documents; a bogus length prefix must not stall the stream for long
 CTRL_MAX_MESSAGE = 1 << 16
+#: the ports Chromium refuses to open for a page (net::ERR_UNSAFE_PORT: fetch, XHR, WebSocket, <img>, and WebRTC's
+#: TURN/TCP and ICE-TCP too), measured with Chromium 156. ctrl_tcp keeps ONE client, so a page that could connect to
+#: it would evict the supervisor: the gateway's ctrl_tcp port must be one of these (gateway/config.py checks).
+BROWSER_REFUSED_PORTS = frozenset({
+    1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104, 109,
+    110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515, 526, 530,
+    531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 5060,
+    5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6697, 10080,
+})
+#: the gateway's ctrl_tcp port: refused to pages (above), and above 1024, so it binds without privileges anywhere
+CTRL_PORT = 6666
 
 # Driver name (before the comma of a device setting) -> the module that provides it, by setting.
 _AUDIO_PLAYERS = {"pulse", "alsa", "aubridge"}
@@ -227,7 +238,7 @@ def render_baresip_config(
     video_size: tuple[int, int],
     fps: int,
     sip_port: int = 5060,
-    ctrl_port: int = 4444,
+    ctrl_port: int = CTRL_PORT,
     net_interface: str | None = None,
     extra: Mapping[str, str] = {},
     template: str = TEMPLATE_NAME,
@@ -322,7 +333,7 @@ class BaresipControl:
     when the connection ends a ``{"event": True, "type": "CTRL_DISCONNECTED"}`` marker follows them.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 4444, *, log: logging.Logger | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = CTRL_PORT, *, log: logging.Logger | None = None) -> None:
         self.host = host
         self.port = port
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -494,3 +505,46 @@ class BaresipControl:
             self.events.put(message)
         else:
             self._log.warning("ctrl_tcp: message that is neither a response nor an event skipped")
+
+
+# baresip's own line about each REGISTER answer: "reg: sip:gw@host: 401 Unauthorized (server)". The REGISTER_FAIL
+# event carries the same words, but baresip registers at start-up, before the supervisor connects to ctrl_tcp, so that
+# first event is never seen and reginfo only says ERR; this line is the registrar's answer.
+_REG_LINE = re.compile(r"^reg: (?P<aor>sips?:\S+): (?P<answer>.+?)\s*$")
+
+
+class RegistrationLog:
+    """Wraps baresip's log sink and keeps the registrar's last answer to a failed REGISTER (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failure: str | None = None
+
+    def sink(self, inner: Any) -> Any:
+        """A log sink (with ``err``) that forwards every line to `inner` and watches for ``reg:`` lines."""
+        watcher = self
+
+        class _Sink:
+            def __call__(self, line: str) -> None:
+                watcher.observe(line)
+                inner(line)
+
+            def err(self, line: str) -> None:
+                watcher.observe(line)
+                getattr(inner, "err", inner)(line)
+
+        return _Sink()
+
+    def observe(self, line: str) -> None:
+        """Record a failed registration's answer; a 2xx answer clears it."""
+        match = _REG_LINE.match(line.strip())
+        if not match:
+            return
+        answer = match["answer"]
+        with self._lock:
+            self._failure = None if re.match(r"^2\d\d\b", answer) else answer
+
+    def last_failure(self) -> str | None:
+        """The registrar's answer to the last failed REGISTER ("401 Unauthorized (kamailio)"), None if none."""
+        with self._lock:
+            return self._failure

@@ -8,6 +8,7 @@ selenium (host): only APIs both have are used, and the driver path is always giv
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,7 +17,7 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import psutil
@@ -30,6 +31,9 @@ from .logs import LogSink
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM = "/usr/bin/chromium"
 INJECT_JS = Path(__file__).with_name("inject.js")
+#: a navigation that has not loaded after this long fails (Chromium would wait 300 s), so a room page that never
+#: loads cannot hold the browser; the join then fails with a timeout (the controller's own limit is longer)
+PAGE_LOAD_TIMEOUT = 30.0
 
 # Features that would make Chromium talk to the Internet, show UI over the room, or block the page from reading the
 # 127.0.0.1 MJPEG camera (Local/Private Network Access checks). Unknown names are ignored by Chromium.
@@ -67,15 +71,19 @@ def chromium_arguments(
     insecure_origins: Sequence[str] = (),
     headless: bool = False,
     extra_args: Sequence[str] = (),
+    sandbox: bool = False,
 ) -> list[str]:
     """The Chromium command-line switches of the gateway browser (pure: unit-tested).
 
     `insecure_origins` are room URLs; the http:// ones that are not localhost are treated as secure origins.
+    `sandbox`: Chromium may isolate its renderers (gateway/sandbox.py found user namespaces); else ``--no-sandbox``.
     """
     width, height = window_size
-    args = [
-        "--no-sandbox",  # unavoidable in the container without a custom seccomp profile
+    args = [] if sandbox else [
+        "--no-sandbox",  # no user namespaces here (the engine's seccomp profile refuses them): see gateway/sandbox.py
         "--test-type",  # suppresses the "unsupported command-line flag" infobar --no-sandbox would show
+    ]
+    args += [
         "--kiosk",  # app-like, no tab strip or address bar: the room fills the display
         "--window-position=0,0",
         f"--window-size={width},{height}",
@@ -161,6 +169,25 @@ class _FileFollower(threading.Thread):
                 return
 
 
+class PageActionCancelled(RuntimeError):
+    """The page action (a join) was given up by its owner while it ran: raised by its next WebDriver command."""
+
+
+class _CancellableChrome(webdriver.Chrome):  # type: ignore[misc]
+    """Chrome's WebDriver whose commands raise PageActionCancelled once `cancelled()` is true (it reads the calling
+    thread's page action): a join is abandoned between two WebDriver round trips instead of running its waits out.
+    A command already sent is not interrupted."""
+
+    def __init__(self, *args: Any, cancelled: Callable[[], bool], **kwargs: Any) -> None:
+        self._cancelled = cancelled
+        super().__init__(*args, **kwargs)
+
+    def execute(self, driver_command: str, params: Any = None) -> Any:
+        if self._cancelled():
+            raise PageActionCancelled(f"page action cancelled (before WebDriver {driver_command})")
+        return super().execute(driver_command, params)
+
+
 class Browser:
     """Chromium on an X display, pre-warmed on about:blank, with the gateway's camera/microphone injected."""
 
@@ -180,6 +207,8 @@ class Browser:
         chromedriver: str = CHROMEDRIVER,
         chromium: str = CHROMIUM,
         audio_only: bool = False,
+        page_load_timeout: float = PAGE_LOAD_TIMEOUT,
+        sandbox: bool = False,
     ) -> None:
         self.display = display
         self.env = dict(env)
@@ -194,11 +223,14 @@ class Browser:
         self.chromedriver = chromedriver
         self.chromium = chromium
         self.audio_only = audio_only
+        self.page_load_timeout = page_load_timeout
+        self.sandbox = sandbox  # Chromium's own sandbox (gateway/sandbox.py decides whether it can work here)
         self._driver: Any = None
         self._workdir: str | None = None
         self._stop_followers = threading.Event()
         self._followers: list[_FileFollower] = []
         self._lock = threading.RLock()  # WebDriver is not thread-safe: the supervisor polls while the controller joins
+        self._action = threading.local()  # .cancelled: the Event of the page action this thread runs (page_action)
 
     @property
     def driver(self) -> Any:
@@ -211,6 +243,23 @@ class Browser:
     def lock(self) -> threading.RLock:
         """Hold this while driving pages from another thread than the one polling alive()."""
         return self._lock
+
+    @contextlib.contextmanager
+    def page_action(self, cancelled: threading.Event | None = None) -> Iterator[Any]:
+        """Hold the browser (its lock) for a page action run on this thread, e.g. a join, and give its driver. Once
+        `cancelled` is set (from any thread), each further WebDriver command of the action raises PageActionCancelled.
+        """
+        with self._lock:
+            previous = getattr(self._action, "cancelled", None)
+            self._action.cancelled = cancelled
+            try:
+                yield self.driver
+            finally:
+                self._action.cancelled = previous
+
+    def _cancelled_here(self) -> bool:
+        cancelled = getattr(self._action, "cancelled", None)
+        return cancelled is not None and cancelled.is_set()
 
     def start(self) -> None:
         """Start Chromium on the display, inject the getUserMedia wrapper, open about:blank."""
@@ -226,6 +275,7 @@ class Browser:
             insecure_origins=self.insecure_origins,
             headless=self.headless,
             extra_args=self.extra_args,
+            sandbox=self.sandbox,
         ):
             options.add_argument(arg)
         # The "controlled by automated test software" infobar and the automation extension.
@@ -249,7 +299,8 @@ class Browser:
         self._emit(f"starting chromium on {self.display}")
         try:
             with self._lock:
-                self._driver = webdriver.Chrome(service=service, options=options)
+                self._driver = _CancellableChrome(service=service, options=options, cancelled=self._cancelled_here)
+                self._driver.set_page_load_timeout(self.page_load_timeout)
                 self._driver.execute_cdp_cmd(
                     "Page.addScriptToEvaluateOnNewDocument",
                     {"source": injection_source(self.camera_url, self.camera_size, self.fps, self.audio_only)},
@@ -294,8 +345,9 @@ class Browser:
             return False
         if self._browser_process() is None:
             return False
-        # Non-blocking: if a page action holds the driver, the browser is evidently busy, not dead.
-        if not self._lock.acquire(timeout=30):
+        # Non-blocking (the supervisor's loop calls this): a page action holding the driver (a join on the room worker)
+        # means busy, not dead; the process check above still catches a crash meanwhile.
+        if not self._lock.acquire(blocking=False):
             return True
         try:
             _ = self._driver.current_window_handle
@@ -318,7 +370,8 @@ class Browser:
                 raise RuntimeError(f"screenshot to {path} failed")
 
     def quit(self) -> None:
-        """Close Chromium and chromedriver (also after a crash); idempotent."""
+        """Close Chromium and chromedriver (also after a crash, and while another thread's page action is stuck in a
+        page load); idempotent."""
         driver, self._driver = self._driver, None
         if driver is not None:
             browser = None
@@ -328,16 +381,20 @@ class Browser:
                 browser = psutil.Process(process.pid).children(recursive=True) if process else []
             except psutil.Error:
                 browser = []
+            if self._lock.acquire(blocking=False):
+                self._lock.release()
+            else:
+                # Another thread's WebDriver command is running (a join loading a page): chromedriver would answer our
+                # quit only after it, i.e. after the page-load timeout (measured: 58 s left of a 60 s one). Killing
+                # Chromium first makes that command fail at once (measured: 0.06 s) and the quit return.
+                self._emit("a page action is running: killing chromium before quitting")
+                self._kill(browser or [])
             try:
                 driver.quit()
             except Exception as exc:  # a crashed browser makes quit() complain; the processes still go
                 self._emit(f"quit: {exc.__class__.__name__}")
             # Helpers left over by a crash (renderers, zygotes) must not outlive the browser.
-            for proc in browser or []:
-                try:
-                    proc.kill()
-                except psutil.Error:
-                    pass
+            self._kill(browser or [])
             self._emit("chromium stopped")
         self._stop_followers.set()
         for follower in self._followers:
@@ -347,6 +404,14 @@ class Browser:
         if self._workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
+
+    @staticmethod
+    def _kill(processes: Sequence[psutil.Process]) -> None:
+        for proc in processes:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
 
     def _emit(self, message: str) -> None:
         if self.log is not None:
@@ -369,10 +434,11 @@ class BrowserRoomSession:
         self.options = dict(options or {})
         self.room: Room | None = None
 
-    def join(self, display_name: str) -> None:
-        """Open the room in the browser and enter it as `display_name`."""
-        with self.browser.lock:
-            self.room = self.room_cls(self.browser.driver, self.base_url, self.room_name, self.options)
+    def join(self, display_name: str, cancelled: threading.Event | None = None) -> None:
+        """Open the room in the browser and enter it as `display_name`; once `cancelled` is set (from another thread)
+        the join raises PageActionCancelled at its next WebDriver command."""
+        with self.browser.page_action(cancelled) as driver:
+            self.room = self.room_cls(driver, self.base_url, self.room_name, self.options)
             self.room.join(display_name)
 
     def leave(self) -> None:

@@ -19,6 +19,7 @@ from ..dispatch import SERVICE_USER, Rule, rules_from_json
 from ..errors import ConfigError, FileLineError, ValidationError
 from ..redaction import add_secret, is_secret_key
 from ..room import check_base_url
+from .baresip import BROWSER_REFUSED_PORTS, CTRL_PORT
 from .media import KERNEL, MODES
 from .request_socket import SOCKET_NAME
 
@@ -51,7 +52,7 @@ class GatewayConfig:
     insecure_origins: tuple[str, ...] = ()
     net_interface: str | None = None
     sip_port: int = 5060
-    ctrl_port: int = 4444
+    ctrl_port: int = CTRL_PORT  # one Chromium refuses to pages (baresip.BROWSER_REFUSED_PORTS)
     run_dir: Path = Path("/tmp/sipmediagw")
     display_base: int = 0  # room display :N, caller display :N+1 (change to run a gateway outside a container)
     dispatch: tuple[Rule, ...] = ()  # pool gateways: meeting -> room rules tried before the default
@@ -153,7 +154,7 @@ class GatewayConfig:
             insecure_origins=origins,
             net_interface=get("NET_INTERFACE"),
             sip_port=_int("SIP_PORT", get("SIP_PORT", "5060"), 1, 65534),  # type: ignore[arg-type]
-            ctrl_port=_int("CTRL_PORT", get("CTRL_PORT", "4444"), 1, 65535),  # type: ignore[arg-type]
+            ctrl_port=_ctrl_port(get("CTRL_PORT", str(CTRL_PORT))),  # type: ignore[arg-type]
             run_dir=Path(get("RUN_DIR", "/tmp/sipmediagw")),  # type: ignore[arg-type]
             display_base=_int("DISPLAY_BASE", get("DISPLAY_BASE", "0"), 0, 5000),  # type: ignore[arg-type]
             dispatch=rules,
@@ -215,6 +216,16 @@ def _int(name: str, value: str, low: int, high: int) -> int:
     if not low <= number <= high:
         raise ConfigError(f"SIPMEDIAGW_{name} must be between {low} and {high}, got {number}")
     return number
+
+
+def _ctrl_port(value: str) -> int:
+    """baresip's ctrl_tcp port: only one a page in Chromium cannot connect to (it would evict the supervisor)."""
+    port = _int("CTRL_PORT", value, 1, 65535)
+    if port not in BROWSER_REFUSED_PORTS:
+        choices = ", ".join(str(p) for p in sorted(BROWSER_REFUSED_PORTS) if p > 1024)
+        raise ConfigError(f"SIPMEDIAGW_CTRL_PORT must be a port Chromium refuses to pages, or a room page could take "
+                          f"baresip's single control connection: one of {choices} (or below 1024), got {port}")
+    return port
 
 
 def _seconds(name: str, value: str) -> float:

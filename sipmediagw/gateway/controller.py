@@ -14,6 +14,17 @@ whose answer carries no call id; the call's id is taken from its first event wit
 when it fails at once). CALL_ESTABLISHED takes it into its room like an answered incoming call; a CALL_CLOSED before
 that is the callee's refusal (its SIP status, e.g. ``486 Busy Here``, is the event's param). The requester hears of
 each step through the `report` it gave (request_socket's progress lines, then one final message).
+
+Rooms are entered and left on the room worker's thread (room_worker.py), never on the event loop: a join takes
+seconds to a minute, and meanwhile baresip events, the state file's heartbeat and SIGTERM must still be served. The
+call is JOINING until the worker hands the join back (applied by :meth:`Controller.pump`); a call that ends meanwhile,
+or whose join outlives ``join_timeout``, cancels it, and the late result is discarded (the leave queued behind it
+tidies the page). The keypad menu and the call watch drive the browser from the event loop, so they wait while the
+worker has it.
+
+A room that cannot be joined is not a bare BYE: with a `notifier` (gateway/notice.py, drawn and said by menu.py), the
+call goes to the NOTIFYING stage, the caller sees and hears why, and the pump hangs up once the prompt has been said
+(NOTICE_MIN .. NOTICE_LIMIT s after the failure); a caller hanging up meanwhile ends it at once.
 """
 
 from __future__ import annotations
@@ -23,17 +34,22 @@ import datetime as _dt
 import logging
 import queue
 import re
+import threading
 import time
 import urllib.parse
 from typing import Any, Callable, Protocol
 
 from ..dispatch import Dispatcher, RoomTarget, UnknownMeeting
+from ..redaction import redact
 from ..sipuri import sip_status, status_meaning
 from .baresip import DISCONNECTED, BaresipControl, BaresipControlError
 from .logs import get_logger, strip_ansi
+from .notice import Notice, join_failed
 from .request_socket import failure, progress, success
+from .room_worker import JOIN, LEAVE, RoomTask, RoomWorker
 
 DEFAULT_DISPLAY_NAME = "SIP gateway"
+REGISTRAR_SILENCE = 5.0  # seconds unregistered with no answer at all before the state says "no answer"
 _MAX_NAME = 64
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _LOCAL_URI = re.compile(r"^\s*local_uri:\s*<?(?P<uri>[^>\s]+)", re.MULTILINE)
@@ -46,9 +62,23 @@ ANSWERING = "answering"  # taken (answer sent), not established yet
 MENU = "menu"  # established, the keypad menu decides where it goes
 JOINING = "joining"  # established, the browser is entering the room
 IN_ROOM = "room"  # bridged into the room
+NOTIFYING = "notice"  # the room could not be joined: the caller is told why (screen + prompt), then hung up; until
+#                       CALL_CLOSED
 FAILED = "failed"  # the room could not be joined: hung up, waiting for CALL_CLOSED
 #: an outgoing call whose CALL_CLOSED never comes after we cancelled it is ended this long after its deadline
 DIAL_CLOSE_GRACE = 10.0
+#: a call not in its room this long after its join started is hung up ("room join timed out"): the backstop over the
+#: browser's page-load timeout (30 s) and the drivers' own waits (30-60 s per step)
+ROOM_JOIN_TIMEOUT = 90.0
+#: a cancelled join that has not returned this long after its cancel is inside one WebDriver command (a page load):
+#: settle_room stops waiting for it (a join that polls its page sees the cancel within half a second)
+CANCEL_GRACE = 1.0
+#: the "cannot be joined" notice: the call is hung up once its prompt has been said (the prompt lasts 4.5 s) and at
+#: least NOTICE_MIN s after the failure (the screen is read even when no prompt plays), at most NOTICE_LIMIT s after
+NOTICE_MIN = 3.0
+NOTICE_LIMIT = 8.0
+#: after the prompt's player exits, its last syllable is still in PulseAudio's and baresip's buffers
+NOTICE_TAIL = 0.4
 
 
 class RoomSession(Protocol):
@@ -57,11 +87,13 @@ class RoomSession(Protocol):
     def check(self, target: RoomTarget) -> None:
         """Raise (ValidationError) when `target`'s driver refuses the room; called before the call is answered."""
 
-    def join(self, target: RoomTarget, display_name: str) -> None:
-        """Enter `target`'s room as `display_name` with microphone and camera on; raise on failure."""
+    def join(self, target: RoomTarget, display_name: str, cancelled: threading.Event) -> None:
+        """Enter `target`'s room as `display_name` with microphone and camera on; raise on failure. Runs on the room
+        worker; once `cancelled` is set (the controller gave up on it), stop at the next page step."""
 
     def leave(self) -> None:
-        """Leave the room (or whatever page the call showed), leaving the browser ready for the next call."""
+        """Leave the room (or whatever page the call showed), leaving the browser ready for the next call. Runs on
+        the room worker."""
 
 
 @dataclasses.dataclass
@@ -254,6 +286,37 @@ class CallWatch(Protocol):
         """The call is over: forget it."""
 
 
+class Notifier(Protocol):
+    """Tells the caller why their call ends before the gateway hangs up: a notice on the room display (the video they
+    receive) and a spoken prompt (menu.NoticeScreen). Every method runs on the controller's thread and must return
+    quickly."""
+
+    def say(self, notice: Notice) -> bool:
+        """Start the notice's prompt (it needs no browser); False when nothing could be played."""
+
+    def show(self, notice: Notice) -> None:
+        """Draw the notice on the room display; called once the room worker leaves the browser free. May raise."""
+
+    @property
+    def speaking(self) -> bool:
+        """True while the prompt plays."""
+
+    def stop(self) -> None:
+        """The call is over: silence the prompt (the controller's leave blanks the page)."""
+
+
+@dataclasses.dataclass
+class _NoticeRun:
+    """The notice of the current call while it is being given: what, the end reason, and its deadlines."""
+
+    notice: Notice
+    reason: str  # the call's end reason (technical: the state file's, the operator's)
+    earliest: float  # clock() times: hang up once the prompt is over and not before this...
+    latest: float  # ...and at this time whatever happens
+    shown: bool = False  # show() was tried
+    quiet_since: float | None = None  # when the prompt was first seen over
+
+
 @dataclasses.dataclass(frozen=True)
 class Decision:
     """What to do with an incoming call: ``join`` `target`, open the ``menu``, or ``reject`` it for `reason`."""
@@ -331,10 +394,17 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _first_line(exc: BaseException | None) -> str:
+    """An exception as one line for the state file (Selenium's messages go on with session info and a stack)."""
+    text = str(exc or "").strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
 class Controller:
     """Turns baresip events into room joins/leaves, menu sessions and registration state (one call per gateway).
 
-    Not thread-safe by design: call :meth:`handle`, :meth:`pump` and :meth:`hangup_and_wait` from one thread.
+    Not thread-safe by design: call :meth:`handle`, :meth:`pump`, :meth:`hangup_and_wait` and :meth:`settle_room`
+    from one thread. Only `room`'s join and leave run elsewhere (on `room_worker`).
     """
 
     def __init__(
@@ -347,10 +417,14 @@ class Controller:
         routing: Routing,
         menu: Menu | None = None,
         watch: CallWatch | None = None,
+        notifier: Notifier | None = None,
         default_display_name: str = DEFAULT_DISPLAY_NAME,
         on_dtmf: Callable[[str], None] | None = None,
+        room_worker: RoomWorker | None = None,
+        join_timeout: float = ROOM_JOIN_TIMEOUT,
         log: logging.Logger | None = None,
         clock: Callable[[], float] = time.monotonic,
+        registration_hint: Callable[[], str | None] | None = None,
     ) -> None:
         self.control = control
         self.room = room
@@ -360,12 +434,17 @@ class Controller:
         self.menu: Menu = menu if menu is not None else NoMenu()
         self.watch = watch  # keypad controls and timeouts of answered calls (None: none)
         self._watched: ActiveCall | None = None  # the call the watch was started for
+        self.notifier = notifier  # tells the caller why a room cannot be joined (None: hang up at once)
+        self._notice: _NoticeRun | None = None  # the notice being given to the current call
         self.default_display_name = default_display_name
         self.on_dtmf = on_dtmf
         self._log = log or get_logger("controller")
         self.clock = clock
         self.registered = False
-        self.register_reason: str | None = None  # why the last registration failed
+        self.register_reason: str | None = None  # why the last registration failed, or "no answer ..."
+        self.ever_registered = False  # a failure after this is a lost registration
+        self._registration_hint = registration_hint  # the registrar's last answer as baresip logged it
+        self._unregistered_since = clock()
         self.call: ActiveCall | None = None  # the call this gateway owns (from answer until CALL_CLOSED)
         self.calls = 0  # calls bridged into a room since start
         self.last_end_reason: str | None = None  # why the last call ended (or was refused)
@@ -373,6 +452,12 @@ class Controller:
         self.error: str | None = None  # last failure (room join/leave, lost control connection)
         self.control_lost = False
         self._hangup_reason: str | None = None  # set when we hang up: the end reason CALL_CLOSED will get
+        self.room_worker = room_worker if room_worker is not None else RoomWorker()
+        self.join_timeout = join_timeout
+        self._join_task: RoomTask | None = None  # the current call's join while it runs (None: none, or given up)
+        self._join_deadline = 0.0  # clock() time the current join times out
+        self._menu_waiting = False  # the menu's start waits until the room worker leaves it the browser
+        self._applying = False
 
     # views of the current call ------------------------------------------------------------------------------
 
@@ -387,9 +472,19 @@ class Controller:
         return self.call is not None and self.call.stage == IN_ROOM
 
     @property
+    def joining(self) -> bool:
+        """The call is answered and the browser is entering its room (on the room worker)."""
+        return self.call is not None and self.call.stage == JOINING
+
+    @property
     def in_menu(self) -> bool:
         """The call is answered and in the keypad menu."""
         return self.call is not None and self.call.stage == MENU
+
+    @property
+    def notifying(self) -> bool:
+        """The room could not be joined and the caller is being told why (the hang-up follows)."""
+        return self.call is not None and self.call.stage == NOTIFYING
 
     @property
     def dialling(self) -> bool:
@@ -408,7 +503,7 @@ class Controller:
 
     def call_fields(self) -> dict[str, Any]:
         """What the state file says about the call (state.GatewayStatus fields): the room it is in now, the caller,
-        since when, and why the last one ended. Nothing but last_end_reason while idle or still answering; an
+        since when, and why the last one ended; and the account's registration (state and the registrar's answer). Nothing but last_end_reason while idle or still answering; an
         outgoing call shows whom it calls from the dial on."""
         call = self.call if self.call is not None and (self.call.started or self.call.dialout) else None
         target = call.target if call is not None and call.stage == IN_ROOM else None
@@ -421,22 +516,45 @@ class Controller:
             "call_started": call.started if call else None,
             "call_direction": call.direction if call else None,
             "last_end_reason": self.last_end_reason,
+            "registration": self.registration,
+            "registration_reason": self.register_reason,
         }
+
+    @property
+    def registration(self) -> str:
+        """registered | registering (no answer yet) | failed (the registrar refused, or no answer) | lost (was
+        registered, then failed)."""
+        if self.registered:
+            return "registered"
+        if self.register_reason is None:
+            return "registering"
+        return "lost" if self.ever_registered else "failed"
 
     # event pump ---------------------------------------------------------------------------------------------
 
     def pump(self, timeout: float) -> dict[str, Any] | None:
         """Handle the next event if one arrives within `timeout` seconds; return it (None if there was none).
-        A running keypad menu is polled on every turn."""
+        On every turn: finished room work is applied and the join's timeout checked; the keypad menu and the call
+        watch are polled while the room worker leaves them the browser."""
         try:
             event = self.control.events.get(timeout=timeout)
         except queue.Empty:
             event = None
         if event is not None:
             self.handle(event)
-        if self.in_menu:
-            self._menu_step("poll", self.menu.poll)
-        if self._watched is not None and self._watched is self.call:
+        self._apply_room_work()
+        call = self.call
+        if call is not None and call.stage == JOINING and self.clock() >= self._join_deadline:
+            self._fail_join(call, f"room join timed out after {self.join_timeout:g} s", timed_out=True)
+        browser_free = not self.room_worker.busy
+        if self.notifying:
+            self._notice_turn(browser_free)
+        if self.in_menu and browser_free:
+            if self._menu_waiting and self.call is not None:
+                self._start_menu(self.call)
+            else:
+                self._menu_step("poll", self.menu.poll)
+        if self._watched is not None and self._watched is self.call and browser_free:
             self._watch_step("poll", lambda watch: watch.poll())
         if self.dialling:
             self._check_dial_deadline()
@@ -457,7 +575,7 @@ class Controller:
 
     def _on_register_ok(self, event: dict[str, Any]) -> None:
         changed = not self.registered or self.register_reason is not None
-        self.registered, self.register_reason = True, None
+        self.registered, self.register_reason, self.ever_registered = True, None, True
         if changed:
             self._log.info("registered %s (%s)", event.get("accountaor", ""), event.get("param", ""))
             self.on_change()
@@ -465,19 +583,24 @@ class Controller:
     def _on_register_fail(self, event: dict[str, Any]) -> None:
         reason = str(event.get("param") or "registration failed")
         self._log.warning("registration of %s failed: %s", event.get("accountaor", ""), reason)
+        if self.registered:
+            self._unregistered_since = self.clock()
         self.registered, self.register_reason = False, reason
         self.on_change()
 
     def _on_unregistering(self, event: dict[str, Any]) -> None:
         if self.registered:
             self.registered = False
+            self._unregistered_since = self.clock()
             self.on_change()
 
     def sync_registration(self) -> bool:
         """Ask baresip (``reginfo``) whether the account is registered; call it right after connecting.
 
         baresip registers at start-up, before the supervisor connects, so that first REGISTER_OK/REGISTER_FAIL
-        event is never seen. reginfo shows ``OK`` or ``ERR`` per account (without the SIP status code).
+        event is never seen. reginfo shows ``OK`` or ``ERR`` per account (without the SIP status code): the
+        registrar's words come from baresip's log (`registration_hint`). Neither OK nor ERR for REGISTRAR_SILENCE
+        seconds is reported as "no answer" (a UDP registrar that is down only times out after 32 s).
         """
         try:
             data = strip_ansi(str(self.control.reginfo().get("data", "")))
@@ -487,13 +610,22 @@ class Controller:
         lines = [line for line in data.splitlines() if "sip" in line]
         registered = any(re.search(r"\bOK\b", line) for line in lines)
         failed = not registered and any(re.search(r"\bERR\b", line) for line in lines)
-        changed = registered != self.registered
-        self.registered = registered
-        if registered and self.register_reason is not None:
-            self.register_reason, changed = None, True
-        elif failed and self.register_reason is None:
-            self.register_reason, changed = "registration failed (reginfo: ERR, see the baresip log)", True
+        if self.registered and not registered:
+            self._unregistered_since = self.clock()
+        reason = self.register_reason
+        if registered:
+            reason = None
+            self.ever_registered = True
+        elif failed:
+            hint = self._registration_hint() if self._registration_hint is not None else None
+            reason = hint or reason or "registration failed (reginfo: ERR, see the baresip log)"
+        elif reason is None and self.clock() - self._unregistered_since >= REGISTRAR_SILENCE:
+            reason = f"no answer from the registrar within {REGISTRAR_SILENCE:g} s"
+        changed = (registered, reason) != (self.registered, self.register_reason)
+        self.registered, self.register_reason = registered, reason
         if changed:
+            if reason is not None:
+                self._log.warning("registration: %s", reason)
             self.on_change()
         return registered
 
@@ -598,31 +730,114 @@ class Controller:
             self._log.info("call %s from %s answered; keypad menu", call_id, call.caller_uri)
             self.on_change()
             self._start_watch(call)
-            self._menu_step("start", lambda: self.menu.start(MenuCall(self, call)))
+            self._menu_waiting = True
+            if not self.room_worker.busy:  # else the last call's leave still has the browser: pump starts the menu
+                self._start_menu(call)
             return
         self._start_watch(call)  # the call's timers count from the answer, not from the room's page
         self._join(call, call.target)
 
     def _join(self, call: ActiveCall, target: RoomTarget) -> None:
+        """Start entering `target`'s room on the room worker; pump applies the outcome (_join_done)."""
         call.stage, call.target = JOINING, target
         self._log.info("call %s from %s answered; joining room %s (%s) as %r", call.call_id, call.caller_uri,
                        target.room, target.platform, call.caller)
-        try:
-            self.room.join(target, call.caller)
-        except Exception as exc:  # whatever the browser raised, the caller must not stay half-bridged
-            self.error = f"room join failed: {exc}"
-            self._log.error("%s; hanging up call %s", self.error, call.call_id)
-            call.stage = FAILED
-            self._leave_room()
-            self.hang_up(self.error, call)
-            self.on_change()
+        name = call.caller
+        self._join_deadline = self.clock() + self.join_timeout
+        self.on_change()
+        self._join_task = self.room_worker.submit(
+            JOIN, lambda cancelled: self.room.join(target, name, cancelled), owner=call)
+        self._apply_room_work()  # (a worker without a thread has finished it already)
+
+    def _join_done(self, task: RoomTask) -> None:
+        """A join came back from the room worker: the call is in its room, or is hung up. The join of a call that
+        ended meanwhile (or timed out) is only logged: the leave queued behind it tidies the page."""
+        call: ActiveCall = task.owner
+        if task is not self._join_task:
+            outcome = "never started" if task.skipped else f"failed: {_first_line(task.error)}" if task.error \
+                else "joined"
+            self._log.info("the given-up join of call %s came back after %.1f s (%s): discarded", call.call_id,
+                           task.seconds, outcome)
+            return
+        self._join_task = None
+        if task.error is not None:  # whatever the browser raised, the caller must not stay half-bridged
+            # (redacted: a room URL in the error may carry a token, and this line goes to the state file)
+            self._fail_join(call, f"room join failed: {redact(_first_line(task.error))}", task.error)
             return
         call.stage = IN_ROOM
         self.calls += 1
         self.error = None
+        self._log.info("call %s is in room %s (joined in %.1f s)", call.call_id,
+                       call.target.room if call.target else "?", task.seconds)
         self.on_change()
         self._start_watch(call)
         self._watch_step("joined", lambda watch: watch.joined())
+        if call.dialout is not None and call.target is not None:
+            call.dialout.final(success(uri=call.caller_uri, callee=call.caller, room=call.target.room,
+                                       platform=call.target.platform, call_id=call.call_id))
+
+    def _fail_join(self, call: ActiveCall, error: str, cause: BaseException | None = None,
+                   timed_out: bool = False) -> None:
+        """The room cannot be joined (the join raised `cause`, or timed out): give the join up, tidy the page, tell
+        the caller why when a notifier is wired (the pump hangs up after it), else hang up at once."""
+        self.error = error
+        call.stage = FAILED
+        self._abandon_join()
+        self._leave_room(call)  # the half-joined room first; the notice's page replaces it, the call's end blanks it
+        if self._watched is call:  # never in a room now: no timeouts, no overlay drawn over the notice
+            self._watch_step("stop", lambda watch: watch.stop())
+            self._watched = None
+        if self.notifier is None:
+            self._log.error("%s; hanging up call %s", error, call.call_id)
+            self.hang_up(error, call)
+            self.on_change()
+            return
+        notice = join_failed(cause, call.target, timed_out)
+        self._log.error("%s; telling the caller (%s: %s), then hanging up call %s", error, notice.category,
+                        notice.reason, call.call_id)
+        call.stage = NOTIFYING
+        now = self.clock()
+        self._notice = _NoticeRun(notice, error, earliest=now + NOTICE_MIN, latest=now + NOTICE_LIMIT)
+        self._notifier_step("say", lambda notifier: notifier.say(notice))
+        self.on_change()
+
+    def _notice_turn(self, browser_free: bool) -> None:
+        """One turn of the notice: draw it once the browser is free, hang up once it has been said (or at the
+        latest)."""
+        run, call = self._notice, self.call
+        if run is None or call is None:
+            return
+        if not run.shown and browser_free:
+            run.shown = True
+            self._notifier_step("show", lambda notifier: notifier.show(run.notice))
+        now = self.clock()
+        speaking = self._notifier_step("speaking", lambda notifier: notifier.speaking)
+        if speaking:
+            run.quiet_since = None
+        elif run.quiet_since is None:
+            run.quiet_since = now
+        said = run.quiet_since is not None and now >= max(run.earliest, run.quiet_since + NOTICE_TAIL)
+        if said or now >= run.latest:
+            self._notice = None  # once: CALL_CLOSED then ends the call with run.reason (and blanks the page)
+            self.hang_up(run.reason, call)
+
+    def _notifier_step(self, what: str, step: Callable[[Notifier], Any]) -> Any:
+        """Run one notifier callback; a failing one is logged, never breaks the event loop (the hang-up follows
+        anyway). None when it failed."""
+        if self.notifier is None:
+            return None
+        try:
+            return step(self.notifier)
+        except Exception as exc:
+            self._log.error("join-failure notice %s failed: %s", what, exc)
+            return None
+
+    def _abandon_join(self) -> None:
+        """Cancel the running join (skipped if not started; else stopped at its next page step): its result will
+        be discarded."""
+        task, self._join_task = self._join_task, None
+        if task is not None:
+            self.room_worker.cancel(task)
 
     def join_from_menu(self, call: ActiveCall, target: RoomTarget) -> None:
         """MenuCall.join: the menu chose `target` for `call`."""
@@ -636,6 +851,7 @@ class Controller:
         if self.call is None or (call is not None and call is not self.call):
             return
         self._hangup_reason = reason
+        self._notice = None  # a notice being given ends with this BYE: never a second one
         self._log.info("hanging up call %s: %s", self.call.call_id, reason)
         try:
             self.control.hangup(self.call.call_id)
@@ -654,6 +870,8 @@ class Controller:
             dialout.sip_status = sip_status(param)
         if self._hangup_reason is not None:
             reason = self._hangup_reason
+        elif self._notice is not None:  # the join had failed: that stays the reason, for the operator
+            reason = f"{self._notice.reason} (the caller hung up during the notice)"
         elif dialout is not None and self.call.stage == DIALLING:
             meaning = status_meaning(dialout.sip_status)
             reason = f"call to {self.call.caller_uri} failed: {param or 'closed'}" + (f" ({meaning})" if meaning else "")
@@ -671,10 +889,16 @@ class Controller:
         if self._watched is not None:
             self._watch_step("stop", lambda watch: watch.stop())
             self._watched = None
-        if call is not None and call.stage == MENU:
+        if call is not None and call.stage == MENU and not self._menu_waiting:
             self._stop_menu()
-        if call is not None and call.stage in (MENU, IN_ROOM):
-            self._leave_room()
+        if call is not None and call.stage == JOINING:
+            self._abandon_join()
+        if call is not None and call.stage == NOTIFYING:
+            self._notice = None
+            self._notifier_step("stop", lambda notifier: notifier.stop())
+        if call is not None and call.stage in (MENU, JOINING, IN_ROOM, NOTIFYING):
+            self._leave_room(call)  # (after a notice: blank its page)
+        self._menu_waiting = False
         self.call = None
         self._hangup_reason = None
         self.last_end_reason = reason
@@ -684,12 +908,43 @@ class Controller:
         if call is not None and call.dialout is not None:  # after on_change: the requester hears "ready again"
             call.dialout.final(failure("failed", reason, call.dialout.sip_status, uri=call.caller_uri))
 
-    def _leave_room(self) -> None:
+    def _leave_room(self, call: ActiveCall | None = None) -> None:
+        """Leave the room (or the page the call showed) on the room worker, after any join still running there."""
+        self.room_worker.submit(LEAVE, lambda cancelled: self.room.leave(), owner=call)
+        self._apply_room_work()
+
+    def _apply_room_work(self) -> None:
+        """Apply the joins and leaves the room worker finished, in order, on the controller's thread."""
+        if self._applying:
+            return  # a task applied below submitted another one: the loop below collects it
+        self._applying = True
         try:
-            self.room.leave()
-        except Exception as exc:  # the browser may be gone; the supervisor decides what to do with error
-            self.error = f"room leave failed: {exc}"
-            self._log.error(self.error)
+            while tasks := self.room_worker.finished():
+                for task in tasks:
+                    if task.kind == JOIN:
+                        self._join_done(task)
+                    elif task.error is not None:  # the browser may be gone; the supervisor decides what to do
+                        self.error = f"room leave failed: {_first_line(task.error)}"
+                        self._log.error(self.error)
+        finally:
+            self._applying = False
+
+    def settle_room(self, timeout: float) -> bool:
+        """Give the room worker up to `timeout` s to finish (e.g. the last call's leave, before the browser is
+        stopped), applying what it finishes; True when it is idle. A cancelled join still inside one WebDriver
+        command CANCEL_GRACE s after its cancel is not waited for: stopping the browser ends that command."""
+        deadline = time.monotonic() + timeout
+        while not self.room_worker.wait_idle(min(0.1, max(0.0, deadline - time.monotonic()))):
+            current = self.room_worker.current
+            if current is not None and current.cancelled_at is not None \
+                    and time.monotonic() - current.cancelled_at >= CANCEL_GRACE:
+                self._log.warning("the cancelled room %s is stuck in a page step: not waiting for it", current.kind)
+                break
+            if time.monotonic() >= deadline:
+                self._log.warning("room work not finished within %g s", timeout)
+                break
+        self._apply_room_work()
+        return not self.room_worker.busy
 
     # outgoing calls ------------------------------------------------------------------------------------------
 
@@ -775,11 +1030,8 @@ class Controller:
             call.caller = caller_display_name(event, self.default_display_name)
         self._log.info("call %s: %s answered", call.call_id, call.caller_uri)
         call.dialout.report(progress("answered", uri=call.caller_uri, room=call.target.room))
+        # success is reported once in the room (_join_done); a failed join hangs up, reported with the call's end
         self._join(call, call.target)
-        if call.stage == IN_ROOM:
-            call.dialout.final(success(uri=call.caller_uri, callee=call.caller, room=call.target.room,
-                                       platform=call.target.platform, call_id=call.call_id))
-        # a failed join hung up: the failure is reported with the call's end (_end_call)
 
     def _check_dial_deadline(self) -> None:
         """Cancel a call nobody answered in time; end it ourselves if baresip never reports it closed."""
@@ -805,6 +1057,10 @@ class Controller:
             if self.in_menu:
                 self.hang_up(f"keypad menu failed: {exc}")
 
+    def _start_menu(self, call: ActiveCall) -> None:
+        self._menu_waiting = False
+        self._menu_step("start", lambda: self.menu.start(MenuCall(self, call)))
+
     def _stop_menu(self) -> None:
         try:
             self.menu.stop()
@@ -817,7 +1073,8 @@ class Controller:
         if not key:
             return
         if self.in_menu:
-            self._menu_step("key", lambda: self.menu.key(key))
+            if not self._menu_waiting:  # (keys before the menu is shown go nowhere)
+                self._menu_step("key", lambda: self.menu.key(key))
             return
         if self.in_call and self._watched is self.call:
             self._watch_step("key", lambda watch: watch.key(key))

@@ -7,6 +7,13 @@
 //  - video = a canvas.captureStream() drawn from the caller's video served as MJPEG on 127.0.0.1 (mjpeg.py).
 // The stream is fetched in CORS mode (the relay sends Access-Control-Allow-Origin: *) so the canvas is not tainted.
 // When the MJPEG stream breaks (relay restarted) it is fetched again, and the track keeps running meanwhile.
+// The stream's URL holds the relay's per-start token (mjpeg.py): the page, which may be hostile, must not learn it.
+// It lives in this closure only (never in window.__sipmediagw) and is handed, before any page script runs, to a
+// dedicated worker made from a data: URL that does the fetching: a worker's requests are not in the page's resource
+// timing (where the page would read the URL), a data: worker has no origin a service worker of the page could
+// control, and the page cannot patch fetch or Response in the worker's own realm. Where the page's
+// Content-Security-Policy refuses that worker, the stream is read in the page itself (the camera works; the token is
+// then no secret to that page).
 // An audio-only gateway (config.audioOnly) has no camera at all: the page sees no videoinput device, a request for
 // audio and video gets the microphone alone, a request for video alone fails as on a machine without a camera.
 (function (config) {
@@ -24,6 +31,7 @@
   const CAMERA_ID = 'sipmediagw-camera';
   const RETRY_MS = 1000;
   const STALL_MS = 10000;
+  const cameraUrl = (config.cameraUrl && !audioOnly) ? String(config.cameraUrl) : null;
   let camera = null; // created on the first video request
   // Keypad controls (room.py Room._set_sent_tracks): every track handed to the page, and whether each kind is on. A
   // disabled track is sent as silence / black frames whatever the page does, so muting works on any room page.
@@ -68,51 +76,35 @@
     ctx.drawImage(picture, Math.floor((width - dw) / 2), Math.floor((height - dh) / 2), dw, dh);
   }
 
-  function indexOfMarker(buf, from, second) {
-    // Position of the two-byte JPEG marker 0xFF <second> at or after `from`, or -1.
-    for (let i = from; i < buf.length - 1; i++) {
-      if (buf[i] === 0xff && buf[i + 1] === second) {
-        return i;
-      }
-    }
-    return -1;
-  }
+  // Reads the MJPEG stream at `url` for ever: onConnect() at each connection, onFrame(ImageBitmap) for each frame.
+  // Self-contained (no variable from around it): it also runs, as text, inside the camera worker.
+  // The stream is read with fetch() rather than an <img>: an <img> fires no event when a multipart response ends,
+  // so it would silently freeze on the last frame after the relay restarts. Frames are the JPEGs between SOI and EOI
+  // markers (multipart headers are skipped); decoding a Blob keeps the canvas untainted.
+  function readCamera(url, onConnect, onFrame, retryMs, stallMs) {
+    let lastFrameAt = 0;
 
-  function createCamera() {
-    const canvas = document.createElement('canvas');
-    canvas.width = width;
-    canvas.height = height;
-    const ctx = canvas.getContext('2d');
-    ctx.fillStyle = '#000';
-    ctx.fillRect(0, 0, width, height);
-    const state = {
-      canvas: canvas, stream: canvas.captureStream(fps), last: null, connects: 0, frames: 0, lastFrameAt: 0,
-    };
-
-    function show(bitmap) {
-      if (state.last && state.last.close) {
-        state.last.close();
+    function indexOfMarker(buf, from, second) {
+      // Position of the two-byte JPEG marker 0xFF <second> at or after `from`, or -1.
+      for (let i = from; i < buf.length - 1; i++) {
+        if (buf[i] === 0xff && buf[i + 1] === second) {
+          return i;
+        }
       }
-      state.last = bitmap;
-      drawContained(ctx, bitmap);
-      state.frames += 1;
-      state.lastFrameAt = Date.now();
+      return -1;
     }
 
-    // The stream is read with fetch() rather than an <img>: an <img> fires no event when a multipart response ends,
-    // so it would silently freeze on the last frame after the relay restarts. Frames are the JPEGs between SOI and
-    // EOI markers (multipart headers are skipped); decoding a Blob keeps the canvas untainted.
-    async function readStream() {
-      state.connects += 1;
+    async function readOnce() {
+      onConnect();
       const controller = new AbortController();
       const started = Date.now();
       const watchdog = setInterval(function () {
-        if (Date.now() - Math.max(state.lastFrameAt, started) > STALL_MS) {
+        if (Date.now() - Math.max(lastFrameAt, started) > stallMs) {
           controller.abort(); // connected but silent: start over
         }
       }, 1000);
       try {
-        const response = await fetch(config.cameraUrl, { cache: 'no-store', mode: 'cors', signal: controller.signal });
+        const response = await fetch(url, { cache: 'no-store', mode: 'cors', signal: controller.signal });
         if (!response.ok || !response.body) {
           throw new Error('camera HTTP ' + response.status);
         }
@@ -141,7 +133,8 @@
             const jpeg = buf.slice(soi, eoi + 2);
             buf = buf.slice(eoi + 2);
             try {
-              show(await createImageBitmap(new Blob([jpeg], { type: 'image/jpeg' })));
+              onFrame(await createImageBitmap(new Blob([jpeg], { type: 'image/jpeg' })));
+              lastFrameAt = Date.now();
             } catch (e) {
               // A corrupt frame: keep the previous picture.
             }
@@ -154,11 +147,91 @@
       }
     }
 
-    async function run() {
+    (async function () {
       for (;;) {
-        await readStream();
-        await new Promise(function (resolve) { setTimeout(resolve, RETRY_MS); });
+        await readOnce();
+        await new Promise(function (resolve) { setTimeout(resolve, retryMs); });
       }
+    })();
+  }
+
+  // The camera worker's program: the first message is the URL, 'start' starts reading; frames go back transferred.
+  function cameraWorkerMain(read, retryMs, stallMs) {
+    let url = null;
+    let started = false;
+    self.onmessage = function (event) {
+      if (url === null && event.data && typeof event.data.url === 'string') {
+        url = event.data.url;
+      } else if (event.data === 'start' && url !== null && !started) {
+        started = true;
+        read(url, function () { self.postMessage({ connect: true }); },
+          function (bitmap) { self.postMessage({ frame: bitmap }, [bitmap]); }, retryMs, stallMs);
+      }
+    };
+  }
+
+  // The worker is made now, while no page script exists: none can watch the URL go to it. Natives needed later to
+  // talk to it are kept from now too (a page may replace Worker.prototype.postMessage).
+  const applyNative = Reflect.apply;
+  const postToWorker = window.Worker ? window.Worker.prototype.postMessage : null;
+  let cameraWorker = null;
+  let onWorkerFrame = null; // set when the camera exists
+  let onWorkerFailed = null;
+  if (cameraUrl && window.Worker) {
+    try {
+      cameraWorker = new window.Worker('data:text/javascript,' + encodeURIComponent(
+        '(' + cameraWorkerMain.toString() + ')(' + readCamera.toString() + ',' + RETRY_MS + ',' + STALL_MS + ');'));
+      applyNative(postToWorker, cameraWorker, [{ url: cameraUrl }]);
+      cameraWorker.onmessage = function (event) {
+        if (onWorkerFrame) {
+          onWorkerFrame(event.data);
+        } else if (event.data && event.data.frame) {
+          event.data.frame.close();
+        }
+      };
+      cameraWorker.onerror = function () {
+        // Refused by the page's CSP, or it failed: the page reads the stream itself from now on.
+        cameraWorker = null;
+        if (onWorkerFailed) {
+          onWorkerFailed();
+        }
+      };
+    } catch (e) {
+      cameraWorker = null;
+    }
+  }
+
+  function createCamera() {
+    const canvas = document.createElement('canvas');
+    canvas.width = width;
+    canvas.height = height;
+    const ctx = canvas.getContext('2d');
+    ctx.fillStyle = '#000';
+    ctx.fillRect(0, 0, width, height);
+    const state = {
+      canvas: canvas, stream: canvas.captureStream(fps), last: null, connects: 0, frames: 0, lastFrameAt: 0,
+    };
+
+    function show(bitmap) {
+      if (state.last && state.last.close) {
+        state.last.close();
+      }
+      state.last = bitmap;
+      drawContained(ctx, bitmap);
+      state.frames += 1;
+      state.lastFrameAt = Date.now();
+    }
+
+    function receive(message) {
+      if (message && message.connect) {
+        state.connects += 1;
+      } else if (message && message.frame) {
+        show(message.frame);
+      }
+    }
+
+    function readHere() {
+      readCamera(cameraUrl, function () { state.connects += 1; }, show, RETRY_MS, STALL_MS);
     }
 
     // Repaint the last picture now and then so the track keeps producing frames when the caller's image is static.
@@ -167,8 +240,12 @@
         drawContained(ctx, state.last);
       }
     }, 1000);
-    if (config.cameraUrl) {
-      run();
+    if (cameraWorker) {
+      onWorkerFrame = receive;
+      onWorkerFailed = readHere;
+      applyNative(postToWorker, cameraWorker, ['start']);
+    } else if (cameraUrl) {
+      readHere();
     }
     return state;
   }
@@ -235,7 +312,8 @@
   // Introspection for tests and debugging (frames drawn, reconnections), and the keypad's mute hooks.
   Object.defineProperty(window, '__sipmediagw', {
     value: Object.freeze({
-      config: config,
+      // the configuration without the camera's URL (see the top of this file)
+      config: Object.freeze({ cameraSize: config.cameraSize, fps: fps, audioOnly: audioOnly, camera: !!cameraUrl }),
       stats: function () { return camera ? { frames: camera.frames, connects: camera.connects } : null; },
       setEnabled: setEnabled,
       enabled: function () { return Object.assign({}, enabledKinds); },

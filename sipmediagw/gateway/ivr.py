@@ -36,7 +36,9 @@ PLATFORM = "platform"  # choosing the platform
 MEETING = "meeting"  # typing the meeting number
 JOINING = "joining"  # finished with a meeting to join
 ENDED = "ended"  # finished without one (timeout, gave up)
-STAGES = (PLATFORM, MEETING, JOINING, ENDED)
+#: not a stage of the menu: a notice drawn on the menu's screen before the gateway hangs up (notice.py)
+NOTICE = "notice"
+STAGES = (PLATFORM, MEETING, JOINING, ENDED, NOTICE)
 
 #: outcomes (Outcome.kind)
 JOIN = "join"

@@ -52,8 +52,16 @@ class _ErrLogFilter(logging.Filter):
         return record.levelno >= logging.WARNING or getattr(record, "stderr", False)
 
 
+#: app.log and err.log are each rotated when they would grow past LOG_MAX_BYTES, keeping LOG_BACKUPS older files
+#: (app.log.1, app.log.2): a gateway that runs for months keeps at most 3 x 5 MiB of each in its log folder
+LOG_MAX_BYTES = 5 * 1024**2
+LOG_BACKUPS = 2
+
+
 def setup_logging(log_dir: Path, *, stdout: bool = True) -> None:
-    """Send every gateway logger to ``log_dir``/app.log and err.log (and stdout); safe to call again."""
+    """Send every gateway logger to ``log_dir``/app.log and err.log, both rotated (and stdout); safe to call again."""
+    from logging.handlers import RotatingFileHandler
+
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger(_ROOT)
@@ -63,9 +71,9 @@ def setup_logging(log_dir: Path, *, stdout: bool = True) -> None:
     root.setLevel(logging.DEBUG)
     root.propagate = False
     formatter = _LineFormatter()
-    app = logging.FileHandler(log_dir / APP_LOG, encoding="utf-8")
+    app = RotatingFileHandler(log_dir / APP_LOG, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
     app.setLevel(logging.INFO)
-    err = logging.FileHandler(log_dir / ERR_LOG, encoding="utf-8")
+    err = RotatingFileHandler(log_dir / ERR_LOG, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
     err.setLevel(logging.DEBUG)
     err.addFilter(_ErrLogFilter())
     handlers: list[logging.Handler] = [app, err]

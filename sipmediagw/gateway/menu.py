@@ -5,6 +5,9 @@ It never blocks the event loop for long: the menu page is a local file (its firs
 execute_script), a prompt is a paplay started in the background, and the waits (the "joining" prompt before the room
 page takes over the display, the "goodbye" before the BYE) are deadlines checked by poll(), not sleeps. The room
 join itself (MenuCall.join) is the controller's, as for a dialled meeting.
+
+The same screen and player tell a caller why their meeting cannot be joined (:class:`NoticeScreen`, the controller's
+Notifier, for every gateway): the one place where the gateway itself shows a view and says a prompt.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from . import ivr
 from .controller import MenuCall
 from .ivr import KeypadMenu, MenuView, Step
 from .logs import get_logger
+from .notice import Notice
 
 JOIN_DELAY = 1.5  # s between "Joining meeting 1234..." and the room's page: the screen is seen, "joining" (1.2 s) said
 GOODBYE_LIMIT = 10.0  # s at most waiting for the goodbye prompt before the BYE (it lasts about 3 s)
@@ -161,3 +165,35 @@ class KeypadMenuSession:
             reason = END_REASONS[outcome.kind].format(timeout=self.timeout)
             self._log.info("%s", reason)
             self._hangup = (now + self.goodbye_min, now + self.goodbye_limit, reason)
+
+
+class NoticeScreen:
+    """controller.Notifier: a notice (notice.py) drawn with the keypad menu's screen (menu.html in the gateway's
+    browser, stage ``notice``) and its prompt played with the menu's player. The controller decides when to hang up."""
+
+    def __init__(self, screen: Callable[[], Screen], player: Player, *, log: logging.Logger | None = None) -> None:
+        self.make_screen = screen
+        self.player = player
+        self._log = log or get_logger("menu")
+        self.shown: MenuView | None = None  # the view last drawn
+
+    def say(self, notice: Notice) -> bool:
+        """Start the notice's prompt; False when it could not be played."""
+        return self.player.play(notice.prompt)
+
+    def show(self, notice: Notice) -> None:
+        """Draw the notice on the room display (loads the menu page over whatever the browser shows)."""
+        view = notice.view()
+        self.make_screen().show(view)
+        self.shown = view
+        self._log.info("notice shown: %s %s", view.prompt, view.error)
+
+    @property
+    def speaking(self) -> bool:
+        """True while the prompt plays."""
+        return self.player.playing
+
+    def stop(self) -> None:
+        """Silence the prompt (the page is blanked by the controller's leave)."""
+        self.player.stop()
+        self.shown = None

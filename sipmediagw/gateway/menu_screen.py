@@ -10,7 +10,7 @@ integration tests and the e2e tier.
 Marker format (docs/dialplan.md, "Keypad menu"): the bottom ``BAND_HEIGHT`` of the frame (48 px of 720), split into
 ``CELLS`` (12) equal cells across the full width. Each cell is one of 8 saturated colours = a value 0-7, the RGB
 bits (black 0, blue 1, green 2, cyan 3, red 4, magenta 5, yellow 6, white 7). Cells: 0-1 guards (magenta, green),
-2 stage (1 platform, 2 meeting, 3 joining, 4 ended), 3 flags (bit 0: an error line is shown), 4-5 number of digits
+2 stage (1 platform, 2 meeting, 3 joining, 4 ended, 5 notice), 3 flags (bit 0: an error line is shown), 4-5 number of digits
 shown (high, low octal digit), 6-7 checksum of the digits (:func:`digits_checksum`), 8-9 chosen platform's 1-based
 index (0: none), 10 parity (sum of cells 2-9 mod 8), 11 guard (cyan).
 """
@@ -22,14 +22,14 @@ import dataclasses
 from pathlib import Path
 from typing import Any, ContextManager, Sequence
 
-from .ivr import ENDED, JOINING, MEETING, PLATFORM, MenuView
+from .ivr import ENDED, JOINING, MEETING, NOTICE, PLATFORM, MenuView
 
 MENU_PAGE = Path(__file__).with_name("menu.html")
 
 CELLS = 12
 BAND_HEIGHT = 48 / 720  # of the frame height, at the bottom
 GUARDS = {0: 5, 1: 2, 11: 3}
-STAGE_CODES = {PLATFORM: 1, MEETING: 2, JOINING: 3, ENDED: 4}
+STAGE_CODES = {PLATFORM: 1, MEETING: 2, JOINING: 3, ENDED: 4, NOTICE: 5}
 MAX_FIELD = 63  # two octal cells
 
 # A channel's mean must be clearly dark or clearly bright: codecs smear colours at cell edges (we sample the centre)

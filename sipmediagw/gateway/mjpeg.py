@@ -6,19 +6,33 @@ size with letterboxing (never cropping, never distorting). A watcher re-evaluate
 restarts ffmpeg when it appears, disappears or changes size.
 
 ffmpeg's stdout and stderr belong to ManagedProcess (they become log lines), so ffmpeg sends its MJPEG stream to a
-private TCP socket on 127.0.0.1 that the relay listens on; each ffmpeg run is one connection. Browsers read
-``/stream`` (multipart/x-mixed-replace) and ``/snapshot.jpg``; both carry ``Access-Control-Allow-Origin: *`` so the
-injected getUserMedia wrapper can draw the frames on a canvas without tainting it.
+private unix socket the relay listens on (in a folder of its own, mode 0700); each ffmpeg run is one connection. Not
+a TCP port: a page could connect to one on 127.0.0.1, then feed the camera its own pictures or hold the relay's single
+ingest connection so that ffmpeg's next run never gets in.
+
+Browsers read ``/<token>/stream`` (multipart/x-mixed-replace) and ``/<token>/snapshot.jpg``; both carry
+``Access-Control-Allow-Origin: *`` so the injected getUserMedia wrapper can draw the frames on a canvas without
+tainting it.
+
+The relay runs inside the supervisor's process and any page Chromium shows can send requests to 127.0.0.1, so it
+keeps what such a page can do to it small: the paths carry a random token drawn at each start (only inject.js knows
+it, docs/rooms.md), anything else is a bare 404; at most MAX_STREAMS streams and MAX_CONNECTIONS connections at once
+(each connection is a thread, and threads count against the container's pids limit); a request must arrive within
+REQUEST_TIMEOUT seconds.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import http.server
 import os
+import secrets
+import shutil
 import socket
 import socketserver
 import subprocess
+import tempfile
 import threading
 import time
 from typing import Sequence
@@ -33,6 +47,12 @@ BOUNDARY = "sipmediagwframe"
 IDLE_FPS = 2  # frame rate while no caller video window exists (the page keeps drawing the last frame); the
 # first frame of a grab comes one to two frame periods after ffmpeg starts, and the camera's ready check waits for it
 WATCH_INTERVAL = 1.0  # seconds between window checks; baresip resizes its window at most on a new remote size
+#: concurrent /stream clients: the page's camera, plus one for its reconnection while the old one is noticed gone
+MAX_STREAMS = 2
+#: concurrent connections of any kind; more are closed at once, unanswered
+MAX_CONNECTIONS = 8
+#: seconds a client has to send its request (and a stream client to take a frame) before it is dropped
+REQUEST_TIMEOUT = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,15 +207,29 @@ class _FrameHub:
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: "_HttpServer"
     protocol_version = "HTTP/1.0"  # the multipart stream ends when the connection closes
+    timeout = REQUEST_TIMEOUT  # socket timeout: a client that sends nothing (or reads nothing) is dropped
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        path = self.path.split("?", 1)[0]
-        if path == "/stream":
-            self._stream()
-        elif path == "/snapshot.jpg":
+        token, _, name = self.path.split("?", 1)[0].lstrip("/").partition("/")
+        if not hmac.compare_digest(token.encode(), self.server.token.encode()):
+            self._refuse(404)  # no hint: the same answer for every path without the token
+        elif name == "stream":
+            if not self.server.streams.acquire(blocking=False):
+                self._refuse(503)
+                return
+            try:
+                self._stream()
+            finally:
+                self.server.streams.release()
+        elif name == "snapshot.jpg":
             self._snapshot()
         else:
-            self.send_error(404, "try /stream or /snapshot.jpg")
+            self._refuse(404)
+
+    def _refuse(self, code: int) -> None:
+        self.send_response(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def _common_headers(self) -> None:
         self.send_header("Access-Control-Allow-Origin", "*")
@@ -235,8 +269,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     + frame + b"\r\n"
                 )
                 self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            return  # the browser went away
+        except OSError:
+            return  # the browser went away, or took no data for REQUEST_TIMEOUT
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (http.server's signature)
         pass  # one line per request would flood the gateway log
@@ -246,25 +280,51 @@ class _HttpServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], hub: _FrameHub) -> None:
+    def __init__(self, address: tuple[str, int], hub: _FrameHub, token: str) -> None:
         self.hub = hub
+        self.token = token
+        self.streams = threading.BoundedSemaphore(MAX_STREAMS)
+        self._connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__(address, _Handler)
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        # on the serving thread: a connection over the limit is closed before a thread is made for it
+        if not self._connections.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._connections.release()
+            raise
+
+    def process_request_thread(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connections.release()
 
 
 class MjpegRelay:
-    """Serves the caller display as an MJPEG camera on ``http://127.0.0.1:PORT/stream`` (CORS open)."""
+    """Serves the caller display as an MJPEG camera on ``http://127.0.0.1:PORT/TOKEN/stream`` (CORS open). `token`
+    defaults to a new random one; a caller passes one to keep a restarted relay's URL."""
 
     def __init__(
-        self, *, display: str, size: tuple[int, int], fps: int = 15, port: int = 0, log: LogSink | None = None
+        self, *, display: str, size: tuple[int, int], fps: int = 15, port: int = 0, log: LogSink | None = None,
+        token: str | None = None,
     ) -> None:
         self.display = display
         self.size = size
         self.fps = fps
         self._port = port
+        self.token = token or secrets.token_urlsafe(18)
+        if not self.token.replace("-", "").replace("_", "").isalnum():
+            raise ValueError("the relay token must be URL-safe base64 text")
         self._log = log
         self._hub = _FrameHub()
         self._http: _HttpServer | None = None
         self._ingest: socket.socket | None = None
+        self._ingest_dir: str | None = None
         self._ffmpeg: ManagedProcess | None = None
         self._region: Region | None = None
         self._screen: tuple[int, int] | None = None
@@ -279,7 +339,7 @@ class MjpegRelay:
         """The MJPEG stream URL (valid after start)."""
         if self._http is None:
             raise RuntimeError("MjpegRelay not started")
-        return f"http://127.0.0.1:{self._http.server_address[1]}/stream"
+        return f"http://127.0.0.1:{self._http.server_address[1]}/{self.token}/stream"
 
     @property
     def region(self) -> Region | None:
@@ -297,9 +357,10 @@ class MjpegRelay:
         self._screen = display_size(self.display)
         if region is None or self._screen is None:
             raise ComponentFailed("mjpeg", f"cannot read display {self.display} (is Xvfb running, xdotool installed?)")
-        self._http = _HttpServer(("127.0.0.1", self._port), self._hub)
-        self._ingest = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._ingest.bind(("127.0.0.1", 0))
+        self._http = _HttpServer(("127.0.0.1", self._port), self._hub, self.token)
+        self._ingest_dir = tempfile.mkdtemp(prefix="sipmediagw-camera-")  # 0700: only this user reaches the socket
+        self._ingest = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._ingest.bind(os.path.join(self._ingest_dir, "ingest.sock"))
         self._ingest.listen(1)
         self._ingest.settimeout(0.5)
         self._spawn(self._http.serve_forever, "mjpeg-http")
@@ -337,6 +398,8 @@ class MjpegRelay:
             self._http.server_close()
         if self._ingest is not None:
             self._ingest.close()
+        if self._ingest_dir is not None:
+            shutil.rmtree(self._ingest_dir, ignore_errors=True)
         for thread in self._threads:
             thread.join(timeout=5)
 
@@ -353,7 +416,7 @@ class MjpegRelay:
             if self._ffmpeg is not None:
                 self._ffmpeg.stop()
             assert self._ingest is not None
-            port = self._ingest.getsockname()[1]
+            ingest = self._ingest.getsockname()
             self._region = region
             # No caller video yet: an empty screen at full rate would cost ~18 % of a core for nothing.
             fps = IDLE_FPS if self._screen and covers_screen(region, self._screen) else self.fps
@@ -361,7 +424,7 @@ class MjpegRelay:
             self._emit(f"grabbing {region.width}x{region.height}+{region.x}+{region.y} of {self.display} at {fps} fps")
             self._ffmpeg = ManagedProcess(
                 "ffmpeg-camera",
-                ffmpeg_argv(self.display, region, self.size, fps, f"tcp://127.0.0.1:{port}"),
+                ffmpeg_argv(self.display, region, self.size, fps, f"unix:{ingest}"),
                 log=self._log,
                 stop_timeout=3.0,
             )

@@ -1,4 +1,5 @@
-"""Spoken prompts of the keypad menu: their texts, the WAV files made from them, and a player into PulseAudio.
+"""Spoken prompts of the keypad menu and of the notices (notice.py): their texts, the WAV files made from them, and a
+player into PulseAudio.
 
 The WAVs in ``prompts/`` are generated offline by ``scripts/make-prompts`` (espeak-ng, 16-bit mono 16 kHz) from
 :data:`SPOKEN`; ``prompts/manifest.json`` records each file's text and hash so a unit test notices a text changed
@@ -16,7 +17,7 @@ import wave
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import ivr
+from . import ivr, notice
 from .logs import LogSink
 from .media import ROOM_SINK
 from .process import ComponentFailed, ManagedProcess
@@ -38,6 +39,7 @@ SPOKEN: dict[str, str] = {
     ivr.JOINING_PROMPT: "Joining the meeting.",
     ivr.TIMEOUT_PROMPT: "No key was pressed.",
     ivr.GOODBYE: "Goodbye.",
+    notice.MEETING_UNAVAILABLE: "Sorry, this meeting cannot be joined right now. Goodbye.",
     **{ivr.press_prompt(n): f"Press {n} for" for n in range(1, ivr.MAX_PLATFORMS + 1)},
     **{ivr.platform_prompt(name): spoken for name, spoken in SPOKEN_PLATFORMS.items()},
 }

@@ -5,6 +5,10 @@ child (orphaned Chromium helpers included), pumps baresip events, checks compone
 (sipmediagw/state.py) current. A dead Chromium is recovered (the call is hung up first, then the browser restarted);
 any other dead component ends the gateway with a non-zero exit code after a clean hang-up.
 
+Nothing slow runs on this loop: room joins and leaves run on the controller's room worker (room_worker.py), so the
+heartbeat goes on and a SIGTERM is acted on at any moment. On stop, the call is hung up, the room worker gets a few
+seconds to leave the room, then the browser is stopped, which also ends a join stuck in a page load.
+
 Components and the call controller are passed in (see __main__ for the real wiring), so unit tests drive this loop
 with small fakes.
 """
@@ -24,6 +28,7 @@ from .process import ComponentFailed, reap_children
 EXIT_OK = 0
 EXIT_COMPONENT_FAILED = 1  # a component failed to start or died (state file says which, and why)
 HANGUP_TIMEOUT = 5.0  # seconds to wait for CALL_CLOSED after our BYE
+ROOM_SETTLE_TIMEOUT = 3.0  # seconds the last call's leave may take on stop, before the browser is stopped anyway
 HEARTBEAT = 5.0  # the state file is rewritten at least this often (the HEALTHCHECK treats a stale file as hung)
 LIVENESS_INTERVAL = 2.0  # probing Chromium costs a WebDriver round trip: not on every loop turn
 REGISTRATION_RESYNC = 5.0  # while unregistered, ask baresip (reginfo) this often
@@ -54,6 +59,7 @@ class CallController(Protocol):
 
     registered: bool
     in_call: bool  # answered and in its room
+    joining: bool  # answered, the browser entering its room (on the controller's room worker)
     in_menu: bool  # answered and in the keypad menu
     dialling: bool  # an outgoing call placed, not answered yet
     call_id: str | None  # the call it owns (answered or being answered)
@@ -69,6 +75,10 @@ class CallController(Protocol):
     def sync_registration(self) -> bool: ...
 
     def hangup_and_wait(self, timeout: float, reason: str = ...) -> bool: ...
+
+    def settle_room(self, timeout: float) -> bool:
+        """Let the room worker finish (the last leave) for up to `timeout` s; True when idle."""
+        ...
 
     def call_fields(self) -> dict[str, Any]:
         """The state file's fields about the current/last call (GatewayStatus names: room, caller, ...)."""
@@ -346,6 +356,11 @@ class Supervisor:
             self.requests.close("gateway stopping")
         self._hang_up("gateway stopping")
         controller = self.controller
+        if controller is not None:
+            try:
+                controller.settle_room(ROOM_SETTLE_TIMEOUT)
+            except Exception as exc:
+                self._log.warning("room work did not settle: %s", exc)
         for component, _timeout in reversed(self.components):
             if component.name == "baresip" and controller is not None:
                 # `quit` lets baresip unregister before it exits; the process stop below is the fallback.
@@ -384,7 +399,8 @@ class Supervisor:
         all_running = all(c.status.state is ComponentState.RUNNING for c, _ in self.components)
         if controller is None or not all_running or not controller.registered:
             return GatewayState.STARTING
-        busy = controller.in_call or controller.in_menu or controller.dialling
+        busy = controller.in_call or controller.joining or controller.in_menu or controller.dialling \
+            or controller.notifying
         return GatewayState.IN_CALL if busy else GatewayState.READY
 
     def _write(self, force: bool = False) -> None:

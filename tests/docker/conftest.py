@@ -90,6 +90,23 @@ class HostSetup:
         return [c for c in dockerops.list_gateways(self.client) if c.labels.get(labels.LOGS, "").startswith(str(self.logs_dir))]
 
 
+STUB_DRIVER = """from sipmediagw.room import Room
+
+
+class StubRoom(Room):
+    platform = "{platform}"
+
+    def url(self):
+        return "about:blank"
+
+    def join(self, display_name):
+        self.driver.get("data:text/html,<title>{platform}</title>")
+
+    def leave(self):
+        pass
+"""
+
+
 def cli_env() -> dict[str, str]:
     """The environment minus any SIPMEDIAGW_* setting that could leak in from the caller's shell."""
     return {k: v for k, v in os.environ.items() if not k.startswith("SIPMEDIAGW_")}
@@ -113,11 +130,13 @@ def make_host(tmp_path: Path, docker_client: docker.DockerClient, gateway_image:
         browsing.mkdir(parents=True)
         for driver in sorted((PROJECT / "browsing").glob("*.py")):
             (browsing / driver.name).write_text(driver.read_text())
-        if not (browsing / "janus.py").exists():
-            (browsing / "janus.py").write_text("# placeholder driver for the stub image\n")
-        # a driver that cannot work: the stub fails on it, the real gateway finds no Room subclass in it
-        (browsing / "stubfail.py").write_text("# deliberately empty: no Room subclass\n")
-        (browsing / "stubslow.py").write_text("# the stub never gets ready with this platform\n")
+        # janus: a stand-in that takes any room name (these tests name rooms r1, room-one: the real driver's rule that
+        # a Janus room is a number is checked at launch, and tested in tests/unit/test_cli.py)
+        (browsing / "janus.py").write_text(STUB_DRIVER.format(platform="janus"))
+        # drivers the host accepts (it loads a fixed room's driver at launch) on which the stub image misbehaves:
+        # it fails on stubfail and never gets ready on stubslow
+        for platform in ("stubfail", "stubslow"):
+            (browsing / f"{platform}.py").write_text(STUB_DRIVER.format(platform=platform))
         accounts_file = root / "accounts"
         accounts_file.write_text(account_lines(accounts))
         config = root / "sipmediagw.yaml"

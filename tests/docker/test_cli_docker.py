@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from typing import Iterator
 
 import docker
 import pytest
 
-from sipmediagw import dockerops, labels
+from sipmediagw import dockerops, labels, seccomp
+from sipmediagw.launcher import LEASE_MARGIN
 
 
 pytestmark = pytest.mark.docker
@@ -47,7 +49,8 @@ def test_launch_status_logs_stop_round_trip(make_host):
     assert (code, out.decode().strip()) == (0, "10001 10001 400")
     host_config = container.attrs["HostConfig"]
     assert host_config["Init"] is True and host_config["ShmSize"] == 256 * 1024**2
-    assert host_config["CapDrop"] == ["ALL"] and host_config["SecurityOpt"] == ["no-new-privileges"]
+    assert host_config["CapDrop"] == ["ALL"]
+    assert host_config["SecurityOpt"] == ["no-new-privileges", seccomp.security_opt()]  # Chromium's sandbox needs it
     assert container.attrs["Config"]["StopTimeout"] == 20
     binds = {m["Destination"]: m for m in container.attrs["Mounts"]}
     assert binds["/var/log/sipmediagw"]["RW"] is True
@@ -134,9 +137,10 @@ def test_container_killed_from_outside_frees_its_slot(make_host):
     assert relaunch.returncode == 0, relaunch.stderr
 
 
-def test_launch_killed_while_it_waits_leaves_no_gateway_and_no_claim(make_host):
-    """SIGTERM to `launch` (a service manager, `timeout`) while the gateway is not ready yet: the launcher unwinds
-    as for any failure, so nothing holds the account afterwards."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_launch_killed_while_it_waits_leaves_no_gateway_and_no_claim(make_host, sig):
+    """SIGTERM to `launch` (a service manager, `timeout`), SIGHUP (its terminal closed) or SIGINT (Ctrl-C) while the
+    gateway is not ready yet: the launcher unwinds as for any failure, so nothing holds the account afterwards."""
     host = make_host(accounts=1)
     process = host.popen("launch", "-r", "r1", "-g", "killed", "--platform", "stubslow", "--timeout", "300")
     said = []
@@ -146,7 +150,7 @@ def test_launch_killed_while_it_waits_leaves_no_gateway_and_no_claim(make_host):
             break
     assert any("created sipmediagw-killed" in line for line in said), said
     assert len(host.containers()) == 1
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(sig)
     process.wait(timeout=60)
     rest = process.stderr.read()
     assert process.returncode != 0 and "Traceback" not in rest, rest
@@ -155,6 +159,29 @@ def test_launch_killed_while_it_waits_leaves_no_gateway_and_no_claim(make_host):
     assert claims == [], [c.name for c in claims]
     # the account is free at once
     assert host.run("launch", "-r", "r1", "-g", "next").returncode == 0
+
+
+def test_launch_killed_with_sigkill_is_reclaimed_by_the_next_status(make_host):
+    """`kill -9` cannot be caught: the gateway it made keeps running until its launch lease expires (ready timeout
+    + LEASE_MARGIN), then the next `status` (or `launch`) removes it and its claims, and says so."""
+    host = make_host(accounts=1)
+    process = host.popen("launch", "-r", "r1", "-g", "orphan", "--platform", "stubslow", "--timeout", "10")
+    for line in process.stderr:
+        if "created sipmediagw-orphan" in line:
+            break
+    process.kill()
+    process.communicate(timeout=30)
+    assert [c.name for c in host.containers()] == ["sipmediagw-orphan"]
+    early = host.run("status")  # within the lease: a launch may still be working on it
+    assert "reclaimed" not in early.stderr and [c.name for c in host.containers()] == ["sipmediagw-orphan"]
+    deadline = time.monotonic() + 10 + LEASE_MARGIN + 60
+    while "reclaimed gateway orphan" not in (said := host.run("status").stderr):
+        assert time.monotonic() < deadline, said
+        time.sleep(2)  # polling `status` like an operator would; the lease's deadline is the condition
+    assert host.containers() == []
+    leftovers = host.client.containers.list(all=True, filters={"label": f"{labels.GATEWAY}=orphan"})
+    assert leftovers == [], [c.name for c in leftovers]
+    assert host.run("launch", "-r", "r1", "-g", "next").returncode == 0  # the account is free again
 
 
 def test_failed_launch_reports_and_leaves_nothing(make_host):

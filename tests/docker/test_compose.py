@@ -22,6 +22,7 @@ import pytest
 
 docker = pytest.importorskip("docker")
 
+from sipmediagw import seccomp  # noqa: E402
 from sipmediagw.names import container_name  # noqa: E402
 from sipmediagw.testbed.kamailio import Kamailio  # noqa: E402
 from sipmediagw.testbed.network import docker_bridge_ip, free_port  # noqa: E402
@@ -151,6 +152,8 @@ def project(client: Any, registrar: Kamailio, bridge_ip: str, tmp_path: Path,
     (folder / "browsing" / "testroom.py").write_text(ROOM_DRIVER)
     (folder / "baresip").mkdir()
     shutil.copy(ROOT / "baresip" / "config_default", folder / "baresip" / "config_default")
+    (folder / "docker").mkdir()  # the seccomp profile docker-compose.yml names, relative to the project folder
+    shutil.copy(ROOT / "docker" / "seccomp-gateway.json", folder / "docker" / "seccomp-gateway.json")
     proj.log_dir.mkdir(parents=True)
     os.chown(proj.log_dir, GW_UID, GW_UID)  # the compose file's header: writable by the gateway user
     account = folder / "baresip" / f"{gateway}.account"
@@ -213,9 +216,18 @@ def test_compose_gateway_registers_and_down_leaves_nothing(project: ComposeProje
     container.reload()
     attrs = container.attrs
     host, config = attrs["HostConfig"], attrs["Config"]
-    assert (host["Init"], host["ShmSize"], host["CapDrop"], host["SecurityOpt"], host["NetworkMode"]) == (
+    assert (host["Init"], host["ShmSize"], host["CapDrop"], host["SecurityOpt"][:1], host["NetworkMode"]) == (
         True, 256 * 1024**2, ["ALL"], ["no-new-privileges"], "bridge")
+    # compose read docker/seccomp-gateway.json and sent its JSON: the profile `launch` sends, so Chromium is sandboxed
+    [profile] = [option.partition("=")[2] for option in host["SecurityOpt"][1:] if option.startswith("seccomp=")]
+    assert json.loads(profile) == seccomp.profile() and state["sandbox"] == "on"
     assert (config["User"], config["StopSignal"], config["StopTimeout"]) == ("gw", "SIGTERM", 20)
+    # the limits, restart policy, /tmp and Docker's log that `launch` sets (docs/resources.md "Limits and restarts")
+    assert (host["Memory"], host["MemorySwap"], host["NanoCpus"], host["PidsLimit"]) == (
+        768 * 1024**2, 768 * 1024**2, 1_300_000_000, 512)
+    assert host["RestartPolicy"] == {"Name": "unless-stopped", "MaximumRetryCount": 0}
+    assert host["Tmpfs"] == {"/tmp": "mode=1777,size=256m"}
+    assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "3", "max-size": "10m"}}
     # the secret: bind-mounted read-only with the host file's owner and mode, and nowhere in the engine's records
     code, out = container.exec_run(["stat", "-c", "%u %g %a", "/run/secrets/sipmediagw-account"], user="gw")
     assert (code, out.decode().strip()) == (0, f"{GW_UID} {GW_UID} 400")

@@ -221,7 +221,7 @@ class Host:
             f"image: {image}\nlogs_dir: {self.logs_dir}\nbrowsing_dir: {browsing}\n"
             f"baresip_dir: {PROJECT / 'baresip'}\nbackend: engine\n"
             f"platform: tonepage\nbase_url: http://{bridge_ip}:8000\nmedia: userspace\n"
-            f"cpu_per_gateway: 0.01\nmemory_per_gateway: 16M\nready_timeout: {READY_TIMEOUT}\n")
+            f"cpu_per_gateway: 0.5\nmemory_per_gateway: 1G\nready_timeout: {READY_TIMEOUT}\n")
         self.processes: list[subprocess.Popen[str]] = []
 
     def argv(self, *args: str) -> list[str]:

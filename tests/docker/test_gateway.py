@@ -324,18 +324,19 @@ def test_bad_account_line_names_the_file_and_line(start_gateway: Callable[..., G
     assert SECRET not in error and SECRET not in gw.container.logs().decode()
 
 
-def _relay_port(gw: Gateway) -> int:
+def _relay_base(gw: Gateway) -> str:
+    """The relay's base URL, its per-start token included (``http://127.0.0.1:PORT/TOKEN``)."""
     import re
 
-    match = re.search(r"camera: serving http://127\.0\.0\.1:(\d+)/stream", (gw.log_dir / "app.log").read_text())
+    match = re.search(r"camera: serving (http://127\.0\.0\.1:\d+/[\w-]+)/stream", (gw.log_dir / "app.log").read_text())
     assert match, "the MJPEG relay did not report its URL"
-    return int(match[1])
+    return match[1]
 
 
-def _snapshot(gw: Gateway, port: int) -> bytes:
+def _snapshot(gw: Gateway, base: str) -> bytes:
     code, out = gw.container.exec_run(
         ["python3", "-c", f"import sys, urllib.request; sys.stdout.buffer.write(urllib.request.urlopen("
-                          f"'http://127.0.0.1:{port}/snapshot.jpg', timeout=10).read())"], demux=True)
+                          f"'{base}/snapshot.jpg', timeout=10).read())"], demux=True)
     assert code == 0, out
     return out[0]
 
@@ -367,10 +368,10 @@ def test_media_wiring_inside_the_container(start_gateway: Callable[..., Gateway]
     assert abs(dominant_frequency(mic, start=1, duration=2) - caller.tone_hz) < 50
 
     # caller video -> camera stream: frames keep changing (testsrc), so they are the caller's, not a still/black
-    port = _relay_port(gw)
-    first = _snapshot(gw, port)
+    base = _relay_base(gw)
+    first = _snapshot(gw, base)
     assert first[:2] == b"\xff\xd8"
-    assert _wait(lambda: _snapshot(gw, port) != first, 20, "a changing camera frame")
+    assert _wait(lambda: _snapshot(gw, base) != first, 20, "a changing camera frame")
 
     # room output sink -> caller: play 440 Hz where Chromium's audio goes, for 6 s, then hang up
     tone = ("import math, sys; sys.stdout.buffer.write(b''.join(int(12000*math.sin(2*math.pi*440*i/48000))"

@@ -260,7 +260,7 @@ class Host:
             f"image: {image}\nlogs_dir: {self.logs_dir}\nbrowsing_dir: {browsing}\n"
             f"baresip_dir: {PROJECT / 'baresip'}\nbackend: engine\n"
             f"platform: keyroom\nbase_url: {site}\nmedia: userspace\n"
-            f"cpu_per_gateway: 0.01\nmemory_per_gateway: 16M\nready_timeout: {READY_TIMEOUT}\n"
+            f"cpu_per_gateway: 0.5\nmemory_per_gateway: 1G\nready_timeout: {READY_TIMEOUT}\n"
             f"alone_timeout: {ALONE_TIMEOUT}\nno_media_timeout: {NO_MEDIA_TIMEOUT}\nmax_call_duration: 600\n")
 
     @property

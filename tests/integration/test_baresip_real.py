@@ -12,6 +12,7 @@ import os
 import signal
 import struct
 import subprocess
+import threading
 import wave
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -103,7 +104,7 @@ class RecordingRoom:
     def check(self, target: RoomTarget) -> None:
         pass
 
-    def join(self, target: RoomTarget, display_name: str) -> None:
+    def join(self, target: RoomTarget, display_name: str, cancelled: threading.Event) -> None:
         self.actions.append(f"join:{display_name}")
         if self.fail_join:
             raise RuntimeError("room page unreachable")
@@ -177,8 +178,9 @@ def test_call_is_answered_bridged_and_left_then_a_second_call_is_hung_up_by_the_
     wait_recorded(alice, seconds=3.5)
     assert alice.control.hangup()["ok"] is True
     pump_until(controller, lambda: controller.call_id is None, "free again", gateway)
+    assert controller.settle_room(WAIT)  # the leave runs on the room worker
     assert room.actions == ["join:Alice Caller", "leave"]
-    assert changes[:2] == [True, False] and not controller.done
+    assert changes == [False, True, False] and not controller.done  # joining, in the room, over
     decoded = sorted(alice.record_dir.glob("dump-*-dec.wav"))
     assert decoded, f"alice recorded nothing in {alice.record_dir}"
     assert abs(dominant_frequency(decoded[-1]) - 440) < 25
@@ -189,7 +191,7 @@ def test_call_is_answered_bridged_and_left_then_a_second_call_is_hung_up_by_the_
     pump_until(controller, lambda: controller.in_call, "in call again", gateway)
     assert room.actions[-1] == "join:bob" and controller.calls == 2
     assert controller.hangup_and_wait(timeout=WAIT) is True
-    assert room.actions[-1] == "leave" and not controller.in_call
+    assert controller.settle_room(WAIT) and room.actions[-1] == "leave" and not controller.in_call
     assert "reset by peer" in bob.wait_event("CALL_CLOSED")["param"]
 
 
@@ -212,7 +214,7 @@ def test_a_concurrent_second_call_is_refused_and_the_first_one_kept(spawn: Any) 
 
     alice.control.hangup()
     pump_until(controller, lambda: controller.done, "done (once mode)", gateway)
-    assert room.actions == ["join:alice", "leave"]
+    assert controller.settle_room(WAIT) and room.actions == ["join:alice", "leave"]
 
 
 def test_a_room_that_cannot_be_joined_makes_the_gateway_hang_up(spawn: Any) -> None:

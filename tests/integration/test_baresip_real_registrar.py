@@ -8,7 +8,9 @@ from typing import Callable
 
 import pytest
 
+from sipmediagw.gateway.baresip import RegistrationLog
 from sipmediagw.gateway.controller import Controller
+from sipmediagw.gateway.logs import strip_ansi
 from sipmediagw.testbed.kamailio import Kamailio
 from sipmediagw.testbed.network import free_port_range
 
@@ -49,13 +51,18 @@ def test_register_ok_makes_the_gateway_registered_and_reginfo_agrees(spawn, regi
 
 def test_register_fail_is_reported_with_its_reason(spawn, registrar) -> None:  # type: ignore
     gateway = spawn("gw", account("wrong-password", registrar.port))
+    registration_log = RegistrationLog()  # in the gateway it watches baresip's output; here its log file
     controller = Controller(gateway.control, RecordingRoom(), lambda: None,  # type: ignore[arg-type]
-                            routing=FIXED)
-    # the first REGISTER_FAIL happens before we connect: reginfo must reveal it
+                            routing=FIXED, registration_hint=registration_log.last_failure)
+
+    # the first REGISTER_FAIL happens before we connect: reginfo says ERR, baresip's log line says why
     def failure_known() -> bool:
+        for line in gateway.log_path.read_text(errors="replace").splitlines():
+            registration_log.observe(strip_ansi(line))
         controller.sync_registration()
-        return controller.register_reason is not None
+        return (controller.register_reason or "").startswith("401")
 
     pump_until(controller, failure_known, "told the registration failed")
     assert not controller.registered and not registrar.registered("gw")
-    assert "401 Unauthorized" in gateway.tail()
+    assert controller.registration == "failed"
+    assert controller.register_reason.startswith("401 Unauthorized")

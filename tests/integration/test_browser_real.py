@@ -411,7 +411,7 @@ def test_camera_keeps_working_when_the_relay_restarts(
     relay.stop()
     caller_display.close_windows()
     caller_display.show_picture((320, 240), "blue", "blue")
-    start_relay(display=caller_display.display, size=CAMERA, port=port)
+    start_relay(display=caller_display.display, size=CAMERA, port=port, token=relay.token)  # the page's URL again
     wait_for(lambda: close_to(centre(), (0, 0, 255)), 60, "blue on the page camera after the relay restart")
     stats = browser.driver.execute_script("return window.__sipmediagw.stats()")
     assert stats["connects"] >= 2, stats

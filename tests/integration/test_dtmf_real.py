@@ -10,6 +10,7 @@ both as the same CALL_DTMF_START event with the key as its param; a ``Signal=10`
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Sequence
 
@@ -51,7 +52,7 @@ class Room:
     def check(self, target: RoomTarget) -> None:
         pass
 
-    def join(self, target: RoomTarget, display_name: str) -> None:
+    def join(self, target: RoomTarget, display_name: str, cancelled: threading.Event) -> None:
         self.joined.append(target)
 
     def leave(self) -> None:

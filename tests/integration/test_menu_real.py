@@ -12,6 +12,7 @@ import array
 import math
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,11 +21,14 @@ from typing import Callable, Iterator, Sequence
 
 import psutil
 import pytest
+from selenium.common.exceptions import WebDriverException
 
-from sipmediagw.gateway import ivr
+from sipmediagw.dispatch import RoomTarget
+from sipmediagw.gateway import ivr, notice
 from sipmediagw.gateway.browser import Browser
 from sipmediagw.gateway.ivr import JOIN, KeypadMenu, MenuView, Outcome
 from sipmediagw.gateway.media import ROOM_SINK, USERSPACE, MediaPlan
+from sipmediagw.gateway.menu import NoticeScreen
 from sipmediagw.gateway.menu_screen import Marker, MenuScreen, decode_marker, read_cells
 from sipmediagw.gateway.process import ManagedProcess
 from sipmediagw.gateway.prompts import PromptPlayer, prompt_path
@@ -159,6 +163,53 @@ def test_platform_choice_and_unknown_meeting_on_screen(room_display: Xvfb, menu_
     assert "987654321098" in screen_text(menu_browser, "error")
     decoded = decode_marker(caller_frame(room_display), *CALLER_SIZE)
     assert decoded == marker, decoded
+
+
+class SilentPlayer:
+    """A PromptPlayer stand-in: this test is about the screen (the prompts' path is tested below)."""
+
+    playing = False
+
+    def play(self, prompt: str | Sequence[str]) -> bool:
+        return True
+
+    def stop(self) -> None:
+        pass
+
+
+def test_the_join_failure_notice_on_the_screen(room_display: Xvfb, menu_browser: Browser) -> None:  # noqa: F811
+    """A room server that refuses connections: real chromedriver's error is mapped to "did not answer", and the notice
+    (NoticeScreen over MenuScreen, as the gateway wires it) replaces Chromium's error page on the display: marker stage
+    notice with the error flag, the headline, the reason and the code, all inside the picture above the band."""
+    with socket.socket() as probe:  # a port nobody listens on: connection refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    target = RoomTarget("janus", f"http://127.0.0.1:{port}", "1234")
+    with pytest.raises(WebDriverException) as failed:
+        menu_browser.driver.get(f"{target.base_url}/?room={target.room}")  # what a driver's join does first
+    told = notice.join_failed(failed.value, target)
+    assert told.category == notice.SERVER and told.detail == "net::ERR_CONNECTION_REFUSED", str(failed.value)
+
+    NoticeScreen(lambda: MenuScreen(menu_browser.driver, lock=menu_browser.lock), SilentPlayer()).show(told)
+    marker = wait_marker(room_display, told.view(), "the notice")
+    assert marker.stage == ivr.NOTICE and marker.error
+    assert screen_text(menu_browser, "prompt") == notice.HEADLINE
+    assert screen_text(menu_browser, "error") == "The meeting's server did not answer."
+    assert "Code: net::ERR_CONNECTION_REFUSED" in screen_text(menu_browser, "hint")
+    assert screen_text(menu_browser, "title") == "Meeting 1234"
+    boxes = menu_browser.driver.execute_script(
+        "return ['title', 'prompt', 'error', 'hint'].map(id => {"
+        "  const r = document.getElementById(id).getBoundingClientRect(); return [id, r.left, r.right, r.bottom]; })")
+    for name, left, right, bottom in boxes:
+        assert left >= 0 and right <= ROOM_SIZE[0] and bottom <= ROOM_SIZE[1] * (1 - 48 / 720), (name, boxes)
+
+    # the longest code line, in the widest capital, wraps inside the display, above the band
+    widest = notice.join_failed(RuntimeError("W" * 200), target)
+    MenuScreen(menu_browser.driver, lock=menu_browser.lock).show(widest.view())
+    width, bottom = menu_browser.driver.execute_script(
+        "const hint = document.getElementById('hint'); return [hint.scrollWidth, hint.getBoundingClientRect().bottom]")
+    assert len(widest.detail) == notice.MAX_DETAIL and width <= ROOM_SIZE[0], width
+    assert bottom <= ROOM_SIZE[1] * (1 - 48 / 720), bottom
 
 
 # -- the prompts ----------------------------------------------------------------------------------------------------

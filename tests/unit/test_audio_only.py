@@ -5,6 +5,7 @@ to publish audio only. The docker tier checks the SDP on the wire and the audio 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import pytest
@@ -109,7 +110,7 @@ def test_the_browser_of_an_audio_only_gateway_publishes_audio_only(env: dict[str
         def __init__(self, browser, room_cls, base_url, room, options=None) -> None:  # type: ignore[no-untyped-def]
             joined.append(dict(options or {}))
 
-        def join(self, name: str) -> None:
+        def join(self, name: str, cancelled: threading.Event | None = None) -> None:
             pass
 
     import sipmediagw.gateway.browser as browser_module
@@ -117,7 +118,7 @@ def test_the_browser_of_an_audio_only_gateway_publishes_audio_only(env: dict[str
     monkeypatch.setattr(browser_module, "BrowserRoomSession", Session)
     slot = entry.BrowserSlot(config, None, NoDrivers(ROOT / "browsing"), ":0", lambda: None)  # type: ignore
     slot.browser = object()
-    slot.join(RoomTarget("noroom", "https://x", "1"), "alice")
+    slot.join(RoomTarget("noroom", "https://x", "1"), "alice", threading.Event())
     assert joined == [{"audio_only": True}]  # the driver joins without a camera where its platform asks
 
 

@@ -25,6 +25,13 @@ def test_flags_for_a_headful_gateway_browser() -> None:
     assert not any(x.startswith("--unsafely-treat-insecure-origin-as-secure") for x in a)
 
 
+def test_the_sandbox_is_off_only_when_the_gateway_found_no_user_namespaces() -> None:
+    assert {"--no-sandbox", "--test-type"} <= set(args())  # the default: a host without the probe
+    sandboxed = args(sandbox=True)
+    assert "--no-sandbox" not in sandboxed and "--test-type" not in sandboxed
+    assert set(sandboxed) == set(args()) - {"--no-sandbox", "--test-type"}
+
+
 def test_http_room_origins_are_treated_as_secure() -> None:
     a = args(insecure_origins=["http://172.17.0.1:8000/videoroom.html?room=1", "https://meet.example.org",
                                "http://localhost:8000/x"])

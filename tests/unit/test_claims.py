@@ -27,8 +27,7 @@ class NameUniqueStore:
         with self.lock:
             if name in self.objects:
                 raise ClaimTaken(self.objects[name])
-            claim = Claim(f"id{next(self.ids)}", name, claim_labels[labels.CLAIM], claim_labels[labels.CLAIM_VALUE],
-                          claim_labels[labels.GATEWAY], self.clock())
+            claim = Claim.from_labels(f"id{next(self.ids)}", name, claim_labels, self.clock())
             self.objects[name] = claim
             return claim
 
@@ -145,3 +144,34 @@ def test_account_identity_is_one_for_the_same_account(a, b):
 ])
 def test_account_identity_tells_different_accounts_apart(a, b):
     assert account_identity(a) != account_identity(b)
+
+
+# -- launch leases ---------------------------------------------------------------------------------------------------
+
+
+def test_a_launch_lease_refuses_a_second_launch_of_the_name_until_its_deadline(store, now):
+    lease = claims.take(store, claims.LAUNCH, "gw", "gw", clock=lambda: now[0], deadline=now[0] + 180)
+    assert lease is not None and lease.deadline == 1180.0
+    now[0] += 179
+    assert claims.take(store, claims.LAUNCH, "gw", "gw", clock=lambda: now[0], deadline=now[0] + 180) is None
+    assert claims.abandoned_leases(store, lambda: now[0]) == []
+    now[0] += 2  # the launch that took it died without unwinding (kill -9)
+    assert claims.abandoned_leases(store, lambda: now[0]) == [lease]
+    again = claims.take(store, claims.LAUNCH, "gw", "gw", clock=lambda: now[0], deadline=now[0] + 180)
+    assert again is not None and again.id != lease.id
+
+
+def test_a_lease_is_not_released_with_the_gateways_claims_unless_asked(store, now):
+    lease = claims.take(store, claims.LAUNCH, "gw", "gw", deadline=now[0] + 100)
+    account = claims.take(store, claims.ACCOUNT, "sip:a@h", "gw")
+    assert claims.release_gateway(store, "gw") == [account]
+    assert store.list() == [lease]
+    claims.release_gateway(store, "gw", leases=True)
+    assert store.list() == []
+
+
+def test_release_lease_drops_the_lease_only(store, now):
+    claims.take(store, claims.LAUNCH, "gw", "gw", deadline=now[0] + 100)
+    account = claims.take(store, claims.ACCOUNT, "sip:a@h", "gw")
+    claims.release_lease(store, "gw")
+    assert store.list() == [account]

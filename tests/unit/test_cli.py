@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+import time
 import io
 from pathlib import Path
 
@@ -11,13 +12,30 @@ import docker.errors
 import pytest
 from click.testing import CliRunner
 
-from sipmediagw import __version__, labels
+from sipmediagw import __version__, claims, labels
+from sipmediagw.backends.engine import EngineClaims
 from sipmediagw.cli import cli
 from sipmediagw.errors import DockerUnavailable
 from sipmediagw.resources import HostResources
 from sipmediagw.state import GatewayState, GatewayStatus, write_state
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+PROJECT = Path(__file__).resolve().parents[2]
+ANY_ROOM_DRIVER = """from sipmediagw.room import Room
+
+
+class AnyRoom(Room):
+    platform = "janus"
+
+    def url(self):
+        return self.base_url + "/" + self.room
+
+    def join(self, display_name):
+        pass
+
+    def leave(self):
+        pass
+"""
 COMMANDS = ["launch", "stop", "status", "logs", "doctor", "build"]
 
 
@@ -162,7 +180,8 @@ def env(tmp_path, monkeypatch):
         if key.startswith("SIPMEDIAGW_"):
             monkeypatch.delenv(key)
     (tmp_path / "browsing").mkdir()
-    (tmp_path / "browsing" / "janus.py").write_text("")
+    # a stand-in that takes any room: these tests are about the CLI, not Janus's room rules (see the test of those)
+    (tmp_path / "browsing" / "janus.py").write_text(ANY_ROOM_DRIVER)
     (tmp_path / "config_default").write_text("")
     (tmp_path / "accounts").write_text("<sip:gw1@h>;auth_pass=SECRET1\n<sip:gw2@h>;auth_pass=SECRET2\n")
     (tmp_path / "sipmediagw.yaml").write_text(
@@ -287,6 +306,35 @@ def test_an_unexpected_error_shows_its_traceback_without_secrets(env):
     result = CliRunner().invoke(cli, ["status"], obj={"docker_factory": buggy})
     assert result.exit_code == 1 and "Traceback" in result.stderr and "RuntimeError" in result.stderr
     assert "Hunter-33" not in result.stderr and "eyJa" not in result.stderr
+
+
+def test_the_drivers_own_room_rules_are_checked_at_launch_before_anything_starts(env):
+    (env / "browsing" / "janus.py").write_text((PROJECT / "browsing" / "janus.py").read_text())
+    fake = FakeDocker()
+    result = invoke(fake, "launch", "-r", "not-a-number", "-g", "a")
+    assert result.exit_code == 2 and result.stderr.strip().count("\n") == 0
+    assert "janus: room id must be a number" in result.stderr and "Traceback" not in result.stderr
+    assert fake.containers_by_id == {}
+    (env / "browsing" / "janus.py").write_text("def broken(:\n")
+    result = invoke(fake, "launch", "-r", "1234", "-g", "a")
+    assert result.exit_code == 2 and "janus.py: the driver cannot be loaded: SyntaxError" in result.stderr
+    assert fake.containers_by_id == {}
+
+
+def test_status_reclaims_a_gateway_whose_launch_was_killed_without_unwinding(env):
+    fake = FakeDocker()
+    assert invoke(fake, "launch", "-r", "r", "-g", "a", "--no-wait").exit_code == 0
+    assert invoke(fake, "launch", "-r", "r", "-g", "b", "--no-wait").exit_code == 0
+    assert not any(c.labels[labels.CLAIM] == "launch" for c in fake.claim_containers())  # a finished launch's lease is gone
+    # what `kill -9` of a launch leaves: its lease, past the deadline, and the gateway made under it
+    lease = claims.take(EngineClaims(fake, "sipmediagw:latest"), claims.LAUNCH, "a", "a", deadline=time.time() - 1)
+    [gateway] = [c for c in fake.gateways() if c.labels[labels.GATEWAY] == "a"]
+    gateway.labels[labels.LEASE] = lease.id
+    result = invoke(fake, "status")
+    assert result.exit_code == 0 and "reclaimed gateway a: its launch was interrupted" in result.stderr
+    assert [c.labels[labels.GATEWAY] for c in fake.gateways()] == ["b"]
+    assert {c.labels[labels.GATEWAY] for c in fake.claim_containers()} == {"b"}
+    assert invoke(fake, "launch", "-r", "r", "-g", "a", "--no-wait").exit_code == 0  # its account is free again
 
 
 def test_stop_unknown_and_usage(env):

@@ -15,8 +15,9 @@ import pytest
 
 from sipmediagw.dispatch import Dispatcher, RoomTarget, UnknownMeeting, parse_rules
 from sipmediagw.errors import ValidationError
-from sipmediagw.gateway.baresip import DISCONNECTED, BaresipControlError
-from sipmediagw.gateway.controller import (Controller, MenuCall, NoMenu, Routing, caller_display_name, dialled_user,
+from sipmediagw.gateway.baresip import DISCONNECTED, BaresipControlError, RegistrationLog
+from sipmediagw.gateway.room_worker import RoomWorker
+from sipmediagw.gateway.controller import (REGISTRAR_SILENCE, Controller, MenuCall, NoMenu, Routing, caller_display_name, dialled_user,
                                            parse_callstat)
 
 FIXED = RoomTarget("janus", "https://rooms.example.org", "1234")
@@ -80,7 +81,7 @@ class FakeRoom:
         if self.refuse and self.refuse in target.room:
             raise ValidationError(f"driver refuses room {target.room!r}")
 
-    def join(self, target: RoomTarget, display_name: str) -> None:
+    def join(self, target: RoomTarget, display_name: str, cancelled: threading.Event) -> None:
         self.actions.append(f"join:{display_name}")
         self.targets.append(target)
         if self.fail_join:
@@ -134,6 +135,8 @@ def make(once: bool = False, routing: Routing = Routing("gw", fixed=FIXED),
     def snapshot() -> None:
         changes.append((controller.registered, controller.in_call, controller.caller, controller.done))
 
+    # Joins and leaves run at once on this thread: these tests are about decisions (test_room_joins.py: the thread)
+    kwargs.setdefault("room_worker", RoomWorker(threaded=False))
     controller = Controller(control, room, snapshot, once, routing=routing, **kwargs)  # type: ignore[arg-type]
     return controller, control, room, changes
 
@@ -209,7 +212,8 @@ def test_pool_call_for_a_meeting_is_answered_then_joins_its_room_and_is_ready_ag
     assert fields["call_started"] and fields["last_end_reason"] is None
     controller.handle(call("CALL_CLOSED", "c1", param="Connection reset by peer"))
     assert room.actions == ["join:Alice Liddell", "leave"] and controller.call is None
-    assert controller.call_fields() == {"room": None, "call_platform": None, "meeting": None, "caller": None,
+    call_fields = {k: v for k, v in controller.call_fields().items() if not k.startswith("registration")}
+    assert call_fields == {"room": None, "call_platform": None, "meeting": None, "caller": None,
                                         "caller_uri": None, "call_started": None, "call_direction": None,
                                         "last_end_reason": "caller hung up"}
     # the default rule: room = the meeting as dialled, on the default platform
@@ -463,6 +467,63 @@ def test_sync_registration_reads_reginfo() -> None:
     control.reginfo_data = "\n--- User Agents (1) ---\n> sip:gw@example.org                \n"  # regint=0
     controller.register_reason = None
     assert controller.sync_registration() is False and controller.register_reason is None
+
+
+REGINFO_ERR = "\n--- User Agents (1) ---\n> sip:gw@example.org  \x1b[31mERR\x1b[;m kam Expires 0s\n"
+REGINFO_OK = "\n--- User Agents (1) ---\n> sip:gw@example.org  \x1b[32mOK \x1b[;m\n"
+REGINFO_PENDING = "\n--- User Agents (1) ---\n> sip:gw@example.org                \n"
+
+
+def test_a_refused_registration_says_the_registrars_answer_from_baresips_log() -> None:
+    control = FakeControl()
+    log = RegistrationLog()
+    controller, _, _, _ = make(control=control, registration_hint=log.last_failure)
+    control.reginfo_data = REGINFO_ERR
+    controller.sync_registration()  # no log line yet: the generic words
+    assert controller.registration == "failed" and "reginfo: ERR" in (controller.register_reason or "")
+    log.observe("reg: sip:gw@example.org: 401 Unauthorized (sipmediagw-kamailio)")
+    controller.sync_registration()
+    assert controller.register_reason == "401 Unauthorized (sipmediagw-kamailio)"
+    fields = controller.call_fields()
+    assert (fields["registration"], fields["registration_reason"]) == ("failed", "401 Unauthorized (sipmediagw-kamailio)")
+    control.reginfo_data = REGINFO_OK
+    log.observe("reg: sip:gw@example.org: 200 OK (sipmediagw-kamailio)")
+    assert controller.sync_registration() and controller.call_fields()["registration_reason"] is None
+    assert log.last_failure() is None
+
+
+def test_silence_from_the_registrar_is_reported_after_a_few_seconds() -> None:
+    control, now = FakeControl(), [100.0]
+    controller, _, _, changes = make(control=control, clock=lambda: now[0])
+    control.reginfo_data = REGINFO_PENDING
+    now[0] += REGISTRAR_SILENCE - 0.5
+    controller.sync_registration()
+    assert controller.registration == "registering" and controller.register_reason is None
+    now[0] += 1.0
+    controller.sync_registration()
+    assert controller.registration == "failed" and "no answer from the registrar" in (controller.register_reason or "")
+    assert changes  # the state file is rewritten at once
+
+
+def test_a_registration_lost_after_success_is_lost_not_failed() -> None:
+    controller, _, _, _ = make()
+    controller.handle({"event": True, "type": "REGISTER_OK", "param": "200 OK"})
+    assert controller.registration == "registered"
+    controller.handle({"event": True, "type": "REGISTER_FAIL", "param": "Connection timed out"})
+    assert (controller.registration, controller.register_reason) == ("lost", "Connection timed out")
+
+
+@pytest.mark.parametrize("line, failure", [
+    ("reg: sip:gw@h: 403 Forbidden (kam)", "403 Forbidden (kam)"),
+    ("reg: sips:gw@h;transport=tls: Connection refused [111]", "Connection refused [111]"),
+    ("reg: sip:gw@h: 200 OK (kam)", None),
+    ("ua: sip:gw@h: 401 Unauthorized", None),  # not a reg: line
+    ("some reg: sip:x@y: 500 Oops", None),
+])
+def test_registration_log_reads_baresips_reg_lines(line: str, failure: str | None) -> None:
+    log = RegistrationLog()
+    log.observe(line)
+    assert log.last_failure() == failure
 
 
 def test_pump_handles_queued_events_in_another_thread_order() -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from sipmediagw.dispatch import RoomTarget
 from sipmediagw.gateway.controller import DIAL_CLOSE_GRACE, Controller, Routing
+from sipmediagw.gateway.room_worker import RoomWorker
 from sipmediagw.sipuri import sip_status, status_meaning
 
 from test_controller import FIXED, POOL, FakeControl, FakeRoom, call, ring
@@ -47,6 +48,7 @@ def make(routing: Routing = POOL, **kwargs: Any) -> tuple[Controller, DialContro
     control = kwargs.pop("control", DialControl())
     room = kwargs.pop("room", FakeRoom())
     clock = Clock()
+    kwargs.setdefault("room_worker", RoomWorker(threaded=False))  # joins at once: these tests are about the dial
     controller = Controller(control, room, lambda: None, routing=routing, clock=clock, **kwargs)  # type: ignore
     controller.registered = True
     return controller, control, room, clock, []

@@ -37,6 +37,7 @@ def test_defaults(env: dict[str, str]) -> None:
     assert config.video_size == (1280, 720) and config.camera_size == (640, 360)
     assert config.once is False
     assert config.log_dir == Path("/var/log/sipmediagw")
+    assert config.ctrl_port == 6666  # IRC's: Chromium refuses it to pages (net::ERR_UNSAFE_PORT)
     # a plain-http room must be treated as a secure origin or getUserMedia is refused
     assert config.insecure_origins == ("http://172.17.0.1:8000",)
 
@@ -71,6 +72,8 @@ def test_overrides(env: dict[str, str]) -> None:
         ("SIPMEDIAGW_CAMERA_SIZE", "641x360", "SIPMEDIAGW_CAMERA_SIZE must be even"),
         ("SIPMEDIAGW_ONCE", "yes", "SIPMEDIAGW_ONCE must be 0 or 1"),
         ("SIPMEDIAGW_FPS", "0", "SIPMEDIAGW_FPS must be between 1 and 60"),
+        # a port a page can open would let it take baresip's single control connection from the supervisor
+        ("SIPMEDIAGW_CTRL_PORT", "4444", "SIPMEDIAGW_CTRL_PORT must be a port Chromium refuses to pages"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], name: str, value: str, message: str) -> None:

@@ -4,6 +4,7 @@ entrypoint's own config parser. tests/docker/test_compose.py runs it for real.""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from sipmediagw import labels, launcher
 from sipmediagw.accounts import parse_account_line
 from sipmediagw.allocator import Allocation
 from sipmediagw.gateway.config import GatewayConfig
-from sipmediagw.settings import Settings
+from sipmediagw.settings import Settings, parse_size
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 GATEWAY = "gw-7"  # canonical (lowercase, hyphens): the CLI keeps it as it is in the container name
@@ -23,7 +24,8 @@ VARIABLES = {"SIPMEDIAGW_GATEWAY": GATEWAY, "SIPMEDIAGW_ROOM": "room1", "SIPMEDI
              "SIPMEDIAGW_ACCOUNT": "./baresip/gw-7.account"}
 # What container_config may return today; a new key there must be mirrored in docker-compose.yml (then add it here).
 CREATE_KEYS = {"image", "name", "hostname", "labels", "environment", "stop_signal", "stop_timeout", "detach"}
-HOST_KEYS = {"binds", "init", "shm_size", "cap_drop", "security_opt", "devices"}
+HOST_KEYS = {"binds", "init", "shm_size", "cap_drop", "security_opt", "devices", "mem_limit", "memswap_limit",
+             "nano_cpus", "pids_limit", "restart_policy", "log_config", "tmpfs"}
 
 
 def _compose() -> dict[str, Any]:
@@ -56,6 +58,19 @@ def _service() -> dict[str, Any]:
     return _resolved(_compose()["services"]["gateway"])
 
 
+def _security_opts(options: list[str], folder: Path | None = None) -> list[Any]:
+    """security_opt entries as the engine gets them: compose reads a ``seccomp=<file>`` itself and sends its JSON."""
+    read = []
+    for option in options:
+        key, _, value = option.partition("=")
+        if key == "seccomp":
+            read.append((key, json.loads((folder / value).read_text() if folder and not value.startswith("{")
+                                         else value)))
+        else:
+            read.append(option)
+    return read
+
+
 def _cli_config(project: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """container_config for the compose file's layout: logs/, browsing/ and baresip/ beside it."""
     settings = Settings(logs_dir=project / "logs", browsing_dir=project / "browsing", baresip_dir=project / "baresip")
@@ -84,8 +99,16 @@ def test_container_options_match_the_cli(tmp_path: Path) -> None:
     assert service["init"] is host["init"] is True
     assert service["shm_size"] == host["shm_size"]
     assert service["cap_drop"] == host["cap_drop"]
-    assert service["security_opt"] == host["security_opt"]
+    assert _security_opts(service["security_opt"], COMPOSE.parent) == _security_opts(host["security_opt"])
     assert service["network_mode"] == "bridge"  # container_config names no network: the engine's default bridge
+    # the limits of the default per-gateway budget, the restart policy of a gateway without --once, Docker's log
+    assert service["cpus"] * 1e9 == host["nano_cpus"]
+    assert parse_size(service["mem_limit"]) == parse_size(service["memswap_limit"]) == host["mem_limit"] == \
+        host["memswap_limit"]
+    assert service["pids_limit"] == host["pids_limit"]
+    assert service["restart"] == host["restart_policy"]["Name"] == "unless-stopped"
+    assert service["logging"] == {"driver": host["log_config"]["type"], "options": host["log_config"]["config"]}
+    assert dict(entry.split(":", 1) for entry in service["tmpfs"]) == host["tmpfs"]
     assert "user" not in service  # the image's USER gw (10001) is the contract
     assert "devices" not in service and "devices" not in host  # userspace media in both
     # the org.sipmediagw.* labels are the CLI's record of what it runs (slot, account): compose must not fake them

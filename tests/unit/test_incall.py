@@ -11,6 +11,7 @@ from sipmediagw.gateway import incall
 from sipmediagw.gateway.controller import Controller, Routing, WatchedCall
 from sipmediagw.gateway.incall import InCall, Timeouts, rtp_timeout_backstop
 from sipmediagw.gateway.overlay import Panel
+from sipmediagw.gateway.room_worker import RoomWorker
 from sipmediagw.room import CAPABILITIES, load_room_driver
 from test_controller import FIXED, POOL, FakeControl, FakeRoom, call, ring
 
@@ -353,7 +354,8 @@ class RecordingWatch:
 
 def controller(routing: Routing, **kwargs: Any) -> tuple[Controller, FakeControl, FakeRoom, RecordingWatch]:
     control, room, w = FakeControl(), FakeRoom(), RecordingWatch()
-    return Controller(control, room, lambda: None, routing=routing, watch=w, **kwargs), control, room, w  # type: ignore[arg-type]
+    return Controller(control, room, lambda: None, routing=routing, watch=w, room_worker=RoomWorker(threaded=False),  # type: ignore[arg-type]
+                      **kwargs), control, room, w
 
 
 def test_the_watch_follows_a_dialled_call_from_its_room_to_its_end() -> None:
@@ -407,7 +409,8 @@ def test_a_failing_watch_never_breaks_the_call() -> None:
             raise RuntimeError("overlay bug")
 
     control, room = FakeControl(), FakeRoom()
-    ctl = Controller(control, room, lambda: None, routing=Routing("gw", fixed=FIXED), watch=Failing())  # type: ignore[arg-type]
+    ctl = Controller(control, room, lambda: None, routing=Routing("gw", fixed=FIXED), watch=Failing(),  # type: ignore[arg-type]
+                     room_worker=RoomWorker(threaded=False))
     ring(ctl, control, "c1", "gw")
     ctl.handle(call("CALL_ESTABLISHED", "c1"))
     ctl.handle(call("CALL_DTMF_START", "c1", param="1"))
@@ -419,7 +422,8 @@ def test_the_real_watch_behind_the_controller_hangs_up_an_empty_room() -> None:
     controls = FakeControls(count=1)
     control, room = FakeControl(), FakeRoom()
     ctl = Controller(control, room, lambda: None, routing=Routing("gw", fixed=FIXED),  # type: ignore[arg-type]
-                     watch=InCall(controls, Timeouts(alone=10, no_media=0, max_call=0), clock=clock))
+                     watch=InCall(controls, Timeouts(alone=10, no_media=0, max_call=0), clock=clock),
+                     room_worker=RoomWorker(threaded=False))
     ring(ctl, control, "c1", "gw")
     ctl.handle(call("CALL_ESTABLISHED", "c1"))
     for _ in range(80):

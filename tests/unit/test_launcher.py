@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sipmediagw import labels
+from sipmediagw import labels, seccomp
 from sipmediagw.accounts import parse_account_line
 from sipmediagw.allocator import Allocation
 from sipmediagw.backends import Handle, Observation
@@ -35,7 +35,7 @@ def test_container_config_follows_the_contract(tmp_path):
     assert env["SIPMEDIAGW_BASE_URL"] == "https://meet.example.org" and env["SIPMEDIAGW_ROOM"] == "room1"
     assert env["SIPMEDIAGW_ACCOUNT_FILE"] == "/run/secrets/sipmediagw-account"
     assert host["init"] is True and host["shm_size"] == "256m" and host["cap_drop"] == ["ALL"]
-    assert host["security_opt"] == ["no-new-privileges"] and "devices" not in host
+    assert host["security_opt"] == ["no-new-privileges", seccomp.security_opt()] and "devices" not in host
     # browsing and baresip share one host folder here: both mounts must still be there; of baresip/ only the
     # template is mounted (the folder holds the accounts file: every gateway's password)
     assert host["binds"] == [f"{(tmp_path / 'logs' / 'My_GW').resolve()}:/var/log/sipmediagw:rw",
@@ -67,7 +67,7 @@ def test_a_pool_gateway_has_no_room_and_gets_the_rules_and_service_user(tmp_path
 
 
 def test_check_rooms_validates_rules_and_drivers_before_anything_starts(tmp_path):
-    (tmp_path / "janus.py").write_text("")
+    (tmp_path / "janus.py").write_text((Path(__file__).resolve().parents[2] / "browsing" / "janus.py").read_text())
     rules = parse_rules([{"match": "9.*", "platform": "jitsi", "base_url": "https://o"}], sources=["conf.yaml:4"])
     assert check_rooms(settings(tmp_path, base_url="meet.example.org"), LaunchRequest("gw")) == \
         "https://meet.example.org"
@@ -185,6 +185,25 @@ def test_wait_ready_fails_at_once_on_error_state_with_logs_and_hint():
     text = str(caught.value)
     assert "reported error: registration failed" in text and "401 Unauthorized" in text and "hint:" in text
     assert "LEAK" not in text and "auth_pass=***" in text
+
+
+@pytest.mark.parametrize("answer, hint", [("401 Unauthorized (kam)", "auth_pass"), ("404 Not Found", "sip:user@domain"),
+                                          ("no answer from the registrar within 5 s", "registrar reachable")])
+def test_wait_ready_fails_at_once_when_the_registrar_refuses_or_is_silent(answer, hint):
+    steps = [Observation("running", status(GatewayState.STARTING, sip_uri="sip:gw1@h", registration="failed",
+                                           registration_reason=answer)),
+             Observation("running", status(GatewayState.READY))]
+    with pytest.raises(LaunchFailed) as caught:
+        run_wait(steps)
+    text = str(caught.value)
+    assert f"sip:gw1@h could not register: {answer}" in text and hint in text and "LEAK" not in text
+
+
+def test_wait_ready_keeps_waiting_while_registration_is_only_pending():
+    steps = [Observation("running", status(GatewayState.STARTING, registration="registering")),
+             Observation("running", status(GatewayState.READY, registration="registered"))]
+    said, _ = run_wait(steps)
+    assert said[-1] == "ready (registered)"
 
 
 def test_wait_ready_fails_when_the_gateway_exits():

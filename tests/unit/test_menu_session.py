@@ -12,6 +12,7 @@ from sipmediagw.gateway import ivr
 from sipmediagw.gateway.controller import Controller, Routing
 from sipmediagw.gateway.ivr import MenuView
 from sipmediagw.gateway.menu import GOODBYE_LIMIT, KeypadMenuSession
+from sipmediagw.gateway.room_worker import RoomWorker
 from test_controller import FakeControl, FakeRoom, call, ring
 
 #: one platform: four-digit meetings are Janus rooms, nothing else is known
@@ -71,7 +72,7 @@ class Setup:
         self.menu = KeypadMenuSession(make_screen, self.player, clock=self.clock, **kwargs)
         self.control, self.room = FakeControl(), FakeRoom()
         self.controller = Controller(self.control, self.room, lambda: None, routing=routing,  # type: ignore[arg-type]
-                                     menu=self.menu, clock=self.clock)
+                                     menu=self.menu, clock=self.clock, room_worker=RoomWorker(threaded=False))
 
     def answer(self, dialled: str = "meet") -> None:
         ring(self.controller, self.control, "c1", dialled)

@@ -1,15 +1,24 @@
-"""MJPEG relay logic: frame splitting, letterbox geometry, window choice, ffmpeg command."""
+"""MJPEG relay logic: frame splitting, letterbox geometry, window choice, ffmpeg command; what a page can do to
+the relay's HTTP side (token paths, client limits)."""
 
 from __future__ import annotations
 
 import re
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Iterator
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sipmediagw.gateway import mjpeg
 from sipmediagw.gateway.mjpeg import (
-    JpegStreamParser, Region, choose_region, ffmpeg_argv, fit_filter, parse_geometry_shell,
+    JpegStreamParser, MjpegRelay, Region, _FrameHub, _HttpServer, choose_region, ffmpeg_argv, fit_filter,
+    parse_geometry_shell,
 )
 
 
@@ -98,3 +107,103 @@ def test_ffmpeg_argv_grabs_the_region_and_writes_mjpeg() -> None:
     assert argv[-3:] == ["-f", "mjpeg", "tcp://127.0.0.1:9"]
     assert argv[argv.index("-threads") + 1] == "1"  # no frame-threading delay
     assert "crop" not in " ".join(argv)
+
+
+# -- what a page in the browser can do to the relay's HTTP side (it shares the supervisor's process) -------------
+
+TOKEN = "t0k3n-Of_the_relay"
+
+
+@pytest.fixture
+def http_relay(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, _FrameHub]]:
+    """The relay's HTTP server with a hub fed a frame every 50 ms; yields (base URL, hub)."""
+    monkeypatch.setattr(mjpeg._Handler, "timeout", 0.5)  # REQUEST_TIMEOUT, shortened for the test
+    hub = _FrameHub()
+    hub.publish(fake_jpeg(b"first"))
+    server = _HttpServer(("127.0.0.1", 0), hub, TOKEN)
+    stop = threading.Event()
+
+    def feed() -> None:
+        while not stop.wait(0.05):
+            hub.publish(fake_jpeg(b"frame"))
+
+    threads = [threading.Thread(target=server.serve_forever, daemon=True), threading.Thread(target=feed, daemon=True)]
+    for thread in threads:
+        thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", hub
+    stop.set()
+    hub.close()
+    server.shutdown()
+    server.server_close()
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read(4096)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_only_the_token_paths_answer(http_relay: tuple[str, _FrameHub]) -> None:
+    base, _ = http_relay
+    status, body = _get(f"{base}/{TOKEN}/snapshot.jpg")
+    assert status == 200 and body.startswith(b"\xff\xd8")
+    for path in ("/stream", "/snapshot.jpg", "/", "/json/version", f"/{TOKEN}", f"/{TOKEN}/other", f"/x{TOKEN}/stream",
+                 f"/{TOKEN[:-1]}/stream", f"/../{TOKEN}/stream"):
+        status, body = _get(base + path)
+        assert (status, body) == (404, b""), path  # the same bare answer: nothing tells a wrong token from a path
+
+
+def test_at_most_two_streams_at_once(http_relay: tuple[str, _FrameHub]) -> None:
+    base, _ = http_relay
+    streams = [urllib.request.urlopen(f"{base}/{TOKEN}/stream", timeout=5) for _ in range(mjpeg.MAX_STREAMS)]
+    try:
+        for stream in streams:
+            assert stream.status == 200 and b"\xff\xd8" in stream.read(200)
+        assert _get(f"{base}/{TOKEN}/stream")[0] == 503
+    finally:
+        for stream in streams:
+            stream.close()
+    # a slot is free again once its client has gone (noticed at the next frame written)
+    deadline = time.monotonic() + 5
+    while _get_status_of_stream(f"{base}/{TOKEN}/stream") != 200:
+        assert time.monotonic() < deadline, "the stream slots were not given back"
+        time.sleep(0.1)
+
+
+def _get_status_of_stream(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_connections_are_capped_and_idle_ones_dropped(http_relay: tuple[str, _FrameHub],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    base, _ = http_relay
+    port = int(base.rsplit(":", 1)[1])
+    monkeypatch.setattr(mjpeg._Handler, "timeout", 2.0)  # long enough for the extra connection to meet a full house
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(mjpeg.MAX_CONNECTIONS)]
+    try:
+        time.sleep(0.2)  # every one accepted, each on its own thread, none has sent a request
+        extra = socket.create_connection(("127.0.0.1", port), timeout=5)
+        extra.sendall(f"GET /{TOKEN}/snapshot.jpg HTTP/1.0\r\n\r\n".encode())
+        assert extra.recv(100) == b""  # over the limit: closed unanswered, no thread made for it
+        extra.close()
+        for sock in idle:  # the request timeout drops clients that send nothing
+            assert sock.recv(100) == b""
+    finally:
+        for sock in idle:
+            sock.close()
+    assert _get(f"{base}/{TOKEN}/snapshot.jpg")[0] == 200  # and the slots came back
+
+
+def test_each_relay_draws_its_own_token_unless_given_one() -> None:
+    first, second = MjpegRelay(display=":9", size=(640, 360)), MjpegRelay(display=":9", size=(640, 360))
+    assert first.token != second.token and len(first.token) >= 24
+    assert first.token.replace("-", "").replace("_", "").isalnum()
+    assert MjpegRelay(display=":9", size=(640, 360), token=first.token).token == first.token  # a restart's URL
+    with pytest.raises(ValueError):
+        MjpegRelay(display=":9", size=(640, 360), token="../x")

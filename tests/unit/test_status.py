@@ -1,12 +1,13 @@
 """Status rendering and the state a row shows."""
 
 import datetime as dt
+import json
 
 from sipmediagw import labels
 from sipmediagw.backends import Handle, Observation
 from sipmediagw.state import GatewayState, GatewayStatus, parse_state
-from sipmediagw.status import (GatewayInfo, HostStatus, describe, gateway_state, human_duration, render_table,
-                               room_cell)
+from sipmediagw.status import (UNRESPONSIVE_AFTER, GatewayInfo, HostStatus, describe, gateway_state, human_duration,
+                               render_table, room_cell)
 
 
 LABELS = {labels.GATEWAY: "gw", labels.SLOT: "3", labels.MEDIA: "kernel", labels.ACCOUNT: "sip:gw@h",
@@ -74,6 +75,7 @@ def test_room_cell_says_where_the_gateway_is_now():
     assert room_cell(row("in-call", mode="fixed", fixed_room="r1", room="r1")) == "r1"
     assert room_cell(row("in-call", mode="pool", room="1234")) == "1234"
     assert room_cell(row("in-call", mode="pool", caller="Alice")) == "(keypad menu)"
+    assert room_cell(row("in-call", mode="fixed", fixed_room="r1", caller="Alice")) == "(joining r1)"  # no room yet
 
 
 def test_a_pool_gateway_in_a_call_shows_room_caller_and_duration():
@@ -96,3 +98,59 @@ def test_an_old_fixed_gateway_without_mode_label_or_call_fields_is_read():
     document = parse_state('{"gateway": "gw", "state": "ready", "room": "r", "future_key": 1}')
     info = describe(stub, running(document))
     assert (info.mode, info.room, info.fixed_room, info.state) == ("fixed", "r", "r", "ready")
+
+
+def test_registration_problems_show_under_the_table_and_in_json():
+    failed = GatewayStatus("gw", GatewayState.STARTING, registration="failed", registration_reason="403 Forbidden (k)")
+    lost = GatewayStatus("gw", GatewayState.STARTING, registration="lost", registration_reason="Connection timed out")
+    fine = GatewayStatus("gw", GatewayState.READY, registration="registered")
+    rows = [describe(handle(), running(failed)), describe(handle(), running(lost)), describe(handle(), running(fine))]
+    text = render_table(HostStatus(rows, "userspace", 0, 0))
+    assert "gw: registration failed: 403 Forbidden (k)" in text
+    assert "gw: registration lost: Connection timed out" in text
+    assert text.count("registration") == 2
+    assert rows[0].to_dict()["registration_reason"] == "403 Forbidden (k)"
+
+
+# -- a hung gateway: its state file stops being rewritten ----------------------------------------------------------
+
+
+def written(state: GatewayState, seconds_ago: float, now: dt.datetime) -> GatewayStatus:
+    """A state document as the engine backend reads it back, last written `seconds_ago` before `now`."""
+    status = GatewayStatus("gw", state, caller="Alice")
+    document = {**status.to_dict(), "updated": (now - dt.timedelta(seconds=seconds_ago)).isoformat(timespec="seconds")}
+    parsed = parse_state(json.dumps(document))
+    assert parsed is not None
+    return parsed
+
+
+def test_a_gateway_whose_heartbeat_stopped_shows_unresponsive():
+    now = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+    info = describe(handle(), running(written(GatewayState.IN_CALL, 42, now)), now=now, heartbeat=True)
+    assert info.state == "unresponsive"
+    assert info.note == "unresponsive (no heartbeat for 42 s; its last state: in-call)"
+    text = render_table(HostStatus([info], "userspace", 0, 0))
+    assert "unresponsive" in text.splitlines()[1] and "gw: unresponsive (no heartbeat for 42 s" in text
+
+
+def test_a_fresh_heartbeat_a_start_up_and_a_swarm_state_line_are_not_unresponsive():
+    now = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+    fresh = describe(handle(), running(written(GatewayState.READY, UNRESPONSIVE_AFTER - 1, now)), now=now,
+                     heartbeat=True)
+    assert (fresh.state, fresh.note) == ("ready", None)
+    # start-up waits for each component (the browser up to 90 s) without a heartbeat
+    starting = describe(handle(), running(written(GatewayState.STARTING, 60, now)), now=now, heartbeat=True)
+    assert starting.state == "starting"
+    # swarm reads the last state line, logged on change only: no heartbeat to judge by
+    swarm = describe(handle(), running(written(GatewayState.READY, 3600, now)), now=now, heartbeat=False)
+    assert swarm.state == "ready"
+    # a gateway older than the `updated` field is taken at its word
+    old = describe(handle(), running(GatewayStatus("gw", GatewayState.READY)), now=now, heartbeat=True)
+    assert old.state == "ready"
+
+
+def test_unresponsive_means_three_missed_heartbeats_well_before_the_healthcheck_gives_up():
+    from sipmediagw.gateway.health import STALE_AFTER
+    from sipmediagw.gateway.supervisor import HEARTBEAT
+
+    assert 3 * HEARTBEAT <= UNRESPONSIVE_AFTER < STALE_AFTER

@@ -89,8 +89,10 @@ class FakeController:
         self.control = FakeControl(events)
         self.registered = True
         self.in_call = False
+        self.joining = False
         self.in_menu = False
         self.dialling = False
+        self.notifying = False
         self.call_id: str | None = None
         self.caller: str | None = None
         self.calls = 0
@@ -111,6 +113,9 @@ class FakeController:
     def hangup_and_wait(self, timeout: float, reason: str = "") -> bool:
         self.events.append("hangup")
         self.in_call, self.call_id, self.caller = False, None, None
+        return True
+
+    def settle_room(self, timeout: float) -> bool:
         return True
 
     def call_fields(self) -> dict[str, Any]:
