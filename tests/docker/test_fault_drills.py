@@ -23,6 +23,7 @@ from sipmediagw.launcher import discard_gateway
 from sipmediagw.testbed.caller import BaresipCaller
 from sipmediagw.testbed.kamailio import Kamailio
 from sipmediagw.testbed.network import docker_bridge_ip, free_port
+from sipmediagw.testbed.tones import level_db, read_mono
 
 pytestmark = pytest.mark.docker
 
@@ -172,7 +173,7 @@ def _pids(container: Any, command: str, argument: str | None = None) -> list[int
 def _call(caller: BaresipCaller, host: Host, name: str) -> None:
     caller.dial(f"sip:{_account_user(host, name)}@{DOMAIN}")
     caller.wait_established(30)
-    _wait(lambda: host.entry(name).get("state") == "in-call", 60, f"{name} in-call", lambda: host.app_log(name)[-3000:])
+    _wait(lambda: host.entry(name).get("state") == "in-call", 60, f"{name} in-call", lambda: host.app_log(name)[-12000:])
 
 
 def _account_user(host: Host, name: str) -> str:
@@ -180,15 +181,17 @@ def _account_user(host: Host, name: str) -> str:
 
 
 # component: (its process name, an argument that picks one of several, recovered in place (True) or by the
-# container's restart (False), the caller gets a BYE when it dies mid-call)
+# container's restart (False), what a call in progress gets: "bye" (the gateway hangs up), "silent" (no BYE: baresip
+# died with it), "either" (a race: baresip's X connection breaks before or after the supervisor's BYE) or
+# "continues" (the part comes back under the call))
 COMPONENTS = {
-    "baresip": ("baresip", None, False, False),  # the SIP stack itself: nobody left to send the BYE
-    "xvfb-web (the room's display)": ("Xvfb", ":0", False, True),
-    "xvfb-sip (the caller's display)": ("Xvfb", ":1", False, False),  # baresip draws there: it dies with it
-    "pulseaudio": ("pulseaudio", None, False, True),
-    "camera relay (ffmpeg)": ("ffmpeg", None, True, True),
-    "chromedriver": ("chromedriver", None, True, True),
-    "chromium": ("chromium", None, True, True),
+    "baresip": ("baresip", None, False, "silent"),  # the SIP stack itself: nobody left to send the BYE
+    "xvfb-web (the room's display)": ("Xvfb", ":0", False, "either"),  # baresip grabs it (x11grab): it dies with it
+    "xvfb-sip (the caller's display)": ("Xvfb", ":1", False, "either"),  # baresip draws there: it dies with it
+    "pulseaudio": ("pulseaudio", None, False, "bye"),
+    "camera relay (ffmpeg)": ("ffmpeg", None, True, "continues"),  # the relay restarts its grabber
+    "chromedriver": ("chromedriver", None, True, "bye"),
+    "chromium": ("chromium", None, True, "bye"),
 }
 
 
@@ -196,7 +199,7 @@ COMPONENTS = {
 @pytest.mark.parametrize("component", list(COMPONENTS))
 def test_kill_9_of_a_component(component: str, moment: str, host: Host, gateway: str, caller: BaresipCaller,
                                docker_client: Any) -> None:
-    process, argument, in_place, bye = COMPONENTS[component]
+    process, argument, in_place, in_call = COMPONENTS[component]
     container = _container(docker_client, gateway)
     if moment == "in-call":
         _call(caller, host, gateway)
@@ -206,15 +209,18 @@ def test_kill_9_of_a_component(component: str, moment: str, host: Host, gateway:
     code, out = container.exec_run(["kill", "-9", *map(str, pids)])
     assert code == 0, out
     experience = "nothing (no call)"
-    if moment == "in-call":
-        try:
-            closed = caller.wait_closed(30)
-            experience = f"call ended by the gateway after {time.monotonic() - killed:.1f} s ({closed.get('param')})"
-        except Exception:  # no BYE: baresip itself is gone; a phone's own RTP timeout ends such a call
-            assert not bye, f"the caller was left in a call after {component} died"
-            experience = "no BYE (baresip is gone with it): silence until the phone's RTP timeout"
-            caller.hangup()
-            caller.wait_closed(30)
+    if moment == "in-call" and in_call == "bye":
+        closed = caller.wait_closed(30)  # the gateway hangs up: never a caller left in a call without a room
+        experience = f"call ended by the gateway after {time.monotonic() - killed:.1f} s ({closed.get('param')})"
+    if in_place:  # recovered when a new process of the part runs (a call must not race the supervisor's check)
+        _wait(lambda: set(_pids(container, process, argument)) - set(pids), 60, f"a new {process}",
+              lambda: host.app_log(gateway)[-4000:])
+    if moment == "in-call" and in_call == "continues":
+        assert caller.in_call() and host.entry(gateway).get("state") == "in-call"
+        experience = (f"the call goes on; the room sees the caller's video again {time.monotonic() - killed:.1f} s "
+                      "after the fault")
+        caller.hangup()
+        caller.wait_closed(30)
     seen: list[dict[str, Any]] = []
 
     def ready_again() -> bool:
@@ -223,6 +229,16 @@ def test_kill_9_of_a_component(component: str, moment: str, host: Host, gateway:
 
     _wait(ready_again, 120, f"{gateway} ready again", lambda: f"{seen[-1:]}\n{host.app_log(gateway)[-4000:]}")
     recovered = time.monotonic() - killed
+    if moment == "in-call" and in_call in ("silent", "either"):
+        if caller.in_call():
+            # no BYE all along (the SIP stack is gone): the caller is still "in" the dead call; a phone's own RTP
+            # timeout ends such a call, here the caller hangs up
+            experience = "no BYE (baresip is gone with it): silence until the phone's RTP timeout"
+            caller.hangup()
+            caller.wait_closed(30)
+        else:
+            assert in_call == "either", "a BYE from a gateway whose SIP stack was killed"
+            experience = "call ended by the gateway (BYE), or silence when baresip's X connection broke first"
     entry = seen[-1]
     container.reload()
     restarts = container.attrs.get("RestartCount", 0)
@@ -304,3 +320,54 @@ def test_log_folder_full_the_gateway_keeps_taking_calls_and_status_says_it_is_un
     ROWS.append({"drill": "log folder full", "caller": "nothing: calls go on",
                  "recovery": "state and logs resume when space is freed",
                  "status": f"unresponsive after {flagged_after:.0f} s", "seconds": round(time.monotonic() - freed, 1)})
+
+
+DEAD_ROOM_DRIVER = '''
+from sipmediagw.room import Room
+
+
+class DeadRoom(Room):
+    """A room on a conference server that is down: nothing listens at its address."""
+
+    platform = "deadroom"
+
+    def url(self):
+        return self.base_url + "/" + self.room
+
+    def join(self, display_name):
+        self.driver.get(self.url())
+
+    def leave(self):
+        self.driver.get("about:blank")
+'''
+
+
+def test_conference_server_down_the_caller_sees_and_hears_why_then_the_gateway_is_ready(
+        host: Host, caller: BaresipCaller, bridge_ip: str, docker_client: Any) -> None:
+    (host.root / "browsing" / "deadroom.py").write_text(DEAD_ROOM_DRIVER)
+    closed = free_port(bridge_ip)  # the conference server's address, with nothing listening
+    result = host.run("launch", "-r", "team", "-g", "drill-dead", "--platform", "deadroom",
+                      "--domain", f"http://{bridge_ip}:{closed}")
+    assert result.returncode == 0, result.stderr
+    try:
+        user = _account_user(host, "drill-dead")
+        caller.dial(f"sip:{user}@{DOMAIN}")
+        caller.wait_established(30)
+        answered = time.monotonic()
+        marker = _wait(lambda: (m := caller.menu_marker(5)) is not None and m.stage == "notice" and m, 40,
+                       "the notice on the caller's screen")
+        assert marker.error  # its reason line is shown
+        closed_event = caller.wait_closed(30)  # the gateway hangs up after the notice was said
+        ended = time.monotonic() - answered
+        assert "peer" in closed_event.get("param", "")
+        heard = read_mono(caller.closed_recording())
+        samples, rate = heard
+        assert level_db(samples[int(rate * 0.5):]) > -45, "the caller heard nothing during the notice"
+        entry = _wait(lambda: (e := host.entry("drill-dead")).get("state") == "ready" and e, 60, "ready again")
+        assert "room join failed" in (entry.get("last_end_reason") or ""), entry
+        ROWS.append({"drill": "conference server down when a call comes",
+                     "caller": f"notice on screen and spoken ('meeting cannot be joined'), BYE after {ended:.1f} s",
+                     "recovery": "in place", "status": entry.get("last_end_reason"),
+                     "seconds": round(time.monotonic() - answered, 1)})
+    finally:
+        discard_gateway(docker_client, "drill-dead", EngineBackend(docker_client))
