@@ -29,6 +29,7 @@ CONTAINER_UID = 10001
 MIN_CPU, MAX_CPU = 0.01, 1024.0
 MIN_MEMORY = 6 * 1024**2
 MIN_PIDS, MAX_PIDS = 64, 4 * 1024**2
+MAX_CONFIG_BYTES = 256 * 1024  # a settings file larger than this is a mistake (or an attack), not settings
 
 
 def project_root() -> Path:
@@ -197,17 +198,26 @@ def config_search_path(env: Mapping[str, str]) -> list[Path]:
 def read_config_file(path: Path) -> dict[str, Any]:
     """Read a YAML settings file; unknown keys and bad values are errors naming the file and line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)  # never more: a settings file is a few hundred bytes
+        text = data.decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a settings file")
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1
         raise FileLineError(str(path), line, f"invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+    except RecursionError:
+        raise ConfigError(f"config file {path}: YAML nested too deeply") from None
     if root is None:
         return {}
+    _refuse_aliases(path, root)
     if not isinstance(root, yaml.MappingNode):
         raise FileLineError(str(path), root.start_mark.line + 1, "expected a mapping of setting: value")
     values: dict[str, Any] = {}
@@ -225,6 +235,23 @@ def read_config_file(path: Path) -> dict[str, Any]:
         except (TypeError, ValueError) as exc:
             raise FileLineError(str(path), line, f"{key}: {exc}") from exc
     return values
+
+
+def _refuse_aliases(path: Path, root: yaml.Node) -> None:
+    """A node reached twice is an alias (`*name`): settings never need one, and nested aliases expand
+    exponentially (a "billion laughs" file), so none is accepted."""
+    seen: set[int] = set()
+    pending = [root]
+    while pending:
+        node = pending.pop()
+        if id(node) in seen:
+            raise FileLineError(str(path), node.start_mark.line + 1, "YAML anchors and aliases (&name, *name) are "
+                                "not accepted in settings: write the value out")
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            pending.extend(part for pair in node.value for part in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend(node.value)
 
 
 def _dispatch_rules(path: Path, node: yaml.Node, raw: Any) -> tuple[DispatchRule, ...]:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from sipmediagw.errors import ConfigError, FileLineError
-from sipmediagw.settings import Settings, load_settings, parse_size
+from sipmediagw.settings import Settings, load_settings, parse_size, read_config_file
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -143,3 +143,23 @@ def test_dispatch_from_the_environment_is_json(tmp_path):
         load_settings(env={**env, "SIPMEDIAGW_DISPATCH": '[{"platform": "janus", "base_url": "https://h"}]'})
     with pytest.raises(ConfigError, match="service_user must be a SIP user part"):
         load_settings(env={"HOME": str(tmp_path), "SIPMEDIAGW_SERVICE_USER": "no spaces"})
+
+
+def test_yaml_aliases_huge_files_and_deep_nesting_are_refused_in_one_line(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                    "dispatch: [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n")
+    with pytest.raises(ConfigError, match=r"bomb.yaml:\d+: .*aliases"):
+        read_config_file(bomb)
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("# padding\n" * 40_000)
+    with pytest.raises(ConfigError, match="larger than 256 KiB"):
+        read_config_file(huge)
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("dispatch: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError):
+        read_config_file(deep)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"image: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        read_config_file(binary)
