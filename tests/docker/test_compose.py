@@ -223,8 +223,9 @@ def test_compose_gateway_registers_and_down_leaves_nothing(project: ComposeProje
     assert json.loads(profile) == seccomp.profile() and state["sandbox"] == "on"
     assert (config["User"], config["StopSignal"], config["StopTimeout"]) == ("gw", "SIGTERM", 20)
     # the limits, restart policy, /tmp and Docker's log that `launch` sets (docs/resources.md "Limits and restarts")
+    # the quota the file states: twice the 1.3-core budget, capped at a 2-CPU engine (launcher.cpu_limit)
     assert (host["Memory"], host["MemorySwap"], host["NanoCpus"], host["PidsLimit"]) == (
-        768 * 1024**2, 768 * 1024**2, 1_300_000_000, 512)
+        768 * 1024**2, 768 * 1024**2, 2_000_000_000, 512)
     assert host["RestartPolicy"] == {"Name": "unless-stopped", "MaximumRetryCount": 0}
     assert host["Tmpfs"] == {"/tmp": "mode=1777,size=256m"}
     assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "3", "max-size": "10m"}}

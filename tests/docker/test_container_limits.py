@@ -20,7 +20,7 @@ import pytest
 
 from sipmediagw import dockerops, labels
 from sipmediagw.backends.engine import EngineBackend
-from sipmediagw.launcher import discard_gateway
+from sipmediagw.launcher import cpu_limit, discard_gateway
 from sipmediagw.testbed.caller import BaresipCaller
 from sipmediagw.testbed.kamailio import Kamailio
 
@@ -120,7 +120,7 @@ def test_a_gateway_runs_inside_its_budget_and_a_call_stays_far_below_its_pids_li
     inspect = client.api.inspect_container(container.id)["HostConfig"]
     assert inspect["Memory"] == MEMORY_MIB * 1024**2
     assert inspect["MemorySwap"] == MEMORY_MIB * 1024**2  # no swap on top
-    assert inspect["NanoCpus"] == int(CPU * 1e9)
+    assert inspect["NanoCpus"] == int(cpu_limit(CPU, os.cpu_count()) * 1e9)  # twice the budget, within the engine
     assert inspect["PidsLimit"] == PIDS
     assert inspect["RestartPolicy"] == {"Name": "unless-stopped", "MaximumRetryCount": 0}
     assert inspect["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "3", "max-size": "10m"}}
@@ -129,7 +129,7 @@ def test_a_gateway_runs_inside_its_budget_and_a_call_stays_far_below_its_pids_li
     assert cgroup_value(container, "pids", "pids.max", "pids.max") == str(PIDS)
     assert cgroup_value(container, "memory", "memory.limit_in_bytes", "memory.max") == str(MEMORY_MIB * 1024**2)
     quota = cgroup_value(container, "cpu", "cpu.cfs_quota_us", "cpu.max").split()
-    assert quota[:1] == [str(int(CPU * 100_000))]  # v1: quota per 100 ms period; v2: "quota period"
+    assert quota[:1] == [str(int(cpu_limit(CPU, os.cpu_count()) * 100_000))]  # v1: quota per 100 ms period; v2: "quota period"
 
     # a call: Chromium in a room, baresip with audio and video, the camera relay
     peak = pids_now(container)

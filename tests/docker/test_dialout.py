@@ -362,7 +362,7 @@ def test_dial_joins_the_room_when_answered_audio_flows_both_ways_then_ready(
     established = room_system.wait_established(10)
     assert established["direction"] == "incoming" and DIAL_USER in established["peeruri"]
 
-    busy = host.wait_gateway(dial_gateway, lambda g: g.get("state") == "in-call", "in a call")
+    busy = host.wait_gateway(dial_gateway, lambda g: g.get("state") == "in-call" and g.get("room"), "in its room")
     assert (busy["room"], busy["caller"], busy["direction"], busy["meeting"]) == (
         "1234", ROOM_SYSTEM, "outgoing", "1234")
     assert host.state(dial_gateway)["caller_uri"] == f"sip:{ROOM_SYSTEM}@{DOMAIN}"
@@ -455,7 +455,7 @@ def test_audio_only_gateway_offers_no_video_runs_no_video_parts_and_carries_audi
     measured = join["measured"]
     assert (measured["audio_tracks"], measured["video_tracks"], measured["cameras"]) == (1, 0, 0), measured
     assert_mic_hears(measured, CALLEE_HZ)
-    busy = host.wait_gateway(audio_gateway, lambda g: g.get("state") == "in-call", "in a call")
+    busy = host.wait_gateway(audio_gateway, lambda g: g.get("state") == "in-call" and g.get("room"), "in its room")
     assert (busy["room"], busy["caller"], busy["direction"]) == ("1234", ROOM_SYSTEM, "outgoing")
 
     room_system.wait_recorded(6, timeout=60)

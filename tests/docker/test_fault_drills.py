@@ -173,7 +173,8 @@ def _pids(container: Any, command: str, argument: str | None = None) -> list[int
 def _call(caller: BaresipCaller, host: Host, name: str) -> None:
     caller.dial(f"sip:{_account_user(host, name)}@{DOMAIN}")
     caller.wait_established(30)
-    _wait(lambda: host.entry(name).get("state") == "in-call", 60, f"{name} in-call", lambda: host.app_log(name)[-12000:])
+    _wait(lambda: (e := host.entry(name)).get("state") == "in-call" and e.get("room"), 60, f"{name} in its room",
+          lambda: host.app_log(name)[-12000:])
 
 
 def _account_user(host: Host, name: str) -> str:

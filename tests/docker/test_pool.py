@@ -233,7 +233,8 @@ def test_pool_gateway_joins_the_dialled_meeting_and_is_ready_in_no_room_after(
 
     caller.dial(f"sip:1234@{DOMAIN}")
     caller.wait_established(30)
-    busy = host.wait_gateway(pool_gateway, lambda g: g.get("state") == "in-call", "in a call")
+    # in-call from the answer on; the room once the join finished (it runs beside the supervisor's loop)
+    busy = host.wait_gateway(pool_gateway, lambda g: g.get("state") == "in-call" and g.get("room"), "in its room")
     assert (busy["mode"], busy["room"], busy["meeting"], busy["caller"], busy["platform"]) == (
         "pool", "1234", "1234", "alice", "poolroom")
     assert busy["call_started"] and busy["call_duration"] is not None
@@ -278,7 +279,7 @@ def test_fixed_gateway_refuses_another_meeting(host: Host, fixed_gateway: str,
     # its own address still works as before pools
     caller.dial(f"sip:{FIXED_USER}@{DOMAIN}")
     caller.wait_established(30)
-    busy = host.wait_gateway(fixed_gateway, lambda g: g.get("state") == "in-call", "in its room")
+    busy = host.wait_gateway(fixed_gateway, lambda g: g.get("state") == "in-call" and g.get("room"), "in its room")
     assert (busy["room"], busy["caller"]) == ("1234", "alice")
     caller.hangup()
     caller.wait_closed(30)

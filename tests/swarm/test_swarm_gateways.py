@@ -115,7 +115,7 @@ def test_three_launches_spread_over_the_worker_nodes_and_status_shows_them(swarm
     spec = client.api.inspect_service("sipmediagw-spread-1")["Spec"]
     resources = spec["TaskTemplate"]["Resources"]
     assert resources["Reservations"] == {"NanoCPUs": 500_000_000, "MemoryBytes": 512 * 1024**2}
-    assert resources["Limits"] == {"NanoCPUs": 500_000_000, "MemoryBytes": 512 * 1024**2}
+    assert resources["Limits"] == {"NanoCPUs": 500_000_000, "MemoryBytes": 512 * 1024**2, "Pids": 512}
     assert spec["TaskTemplate"]["RestartPolicy"]["Condition"] == "on-failure"
     assert spec["TaskTemplate"]["RestartPolicy"]["MaxAttempts"] == 3
     assert spec["TaskTemplate"]["ContainerSpec"]["StopGracePeriod"] == 20 * 10**9

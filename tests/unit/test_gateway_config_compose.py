@@ -76,7 +76,8 @@ def _cli_config(project: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     settings = Settings(logs_dir=project / "logs", browsing_dir=project / "browsing", baresip_dir=project / "baresip")
     account = parse_account_line(f"<sip:{GATEWAY}@sip.example.org>;auth_pass=x1y2z3")
     return launcher.container_config(settings, launcher.LaunchRequest(GATEWAY, VARIABLES["SIPMEDIAGW_ROOM"]),
-                                     Allocation("userspace", 0, account, None), VARIABLES["SIPMEDIAGW_BASE_URL"])
+                                     Allocation("userspace", 0, account, None), VARIABLES["SIPMEDIAGW_BASE_URL"],
+                                     engine_cpus=2)  # the CPU quota the file states: that of a 2-CPU engine
 
 
 def test_file_format_is_accepted_by_compose_1_29_and_v2() -> None:

@@ -22,7 +22,8 @@ from sipmediagw.backends.engine import EngineBackend, EngineClaims, _follow_file
 from sipmediagw.backends.swarm import SwarmBackend
 from sipmediagw.errors import ConfigError, FileLineError, LaunchFailed
 from sipmediagw.gateway import logs
-from sipmediagw.launcher import (LaunchRequest, container_config, gateway_spec, tail_log, wait_ready)
+from sipmediagw.launcher import LaunchRequest, container_config, gateway_spec, tail_log, wait_ready
+from sipmediagw.launcher import cpu_limit as launcher_cpu_limit
 from sipmediagw.settings import Settings, load_settings
 from sipmediagw.status import HostStatus, describe, render_table
 
@@ -46,10 +47,17 @@ def host_config(tmp_path: Path, **kw: Any) -> dict[str, Any]:
 def test_the_budget_is_each_gateways_memory_cpu_and_pids_limit(tmp_path):
     host = host_config(tmp_path, cpu_per_gateway=0.75, memory_per_gateway=640 * MiB, pids_per_gateway=300)
     assert host["mem_limit"] == host["memswap_limit"] == 640 * MiB  # no swap on top of the memory limit
-    assert host["nano_cpus"] == 750_000_000
+    assert host["nano_cpus"] == 1_500_000_000  # CPU_BURST x the budget: a call's peaks must not be cut off
     assert host["pids_limit"] == 300
     defaults = host_config(tmp_path)
-    assert (defaults["nano_cpus"], defaults["mem_limit"], defaults["pids_limit"]) == (1_300_000_000, 768 * MiB, 512)
+    assert (defaults["nano_cpus"], defaults["mem_limit"], defaults["pids_limit"]) == (2_600_000_000, 768 * MiB, 512)
+
+
+def test_the_cpu_quota_is_twice_the_budget_but_never_more_than_the_engine_has():
+    assert launcher_cpu_limit(0.6) == 1.2
+    assert launcher_cpu_limit(0.6, engine_cpus=8) == 1.2
+    assert launcher_cpu_limit(1.3, engine_cpus=2) == 2.0  # Docker refuses a quota above the engine's CPUs
+    assert launcher_cpu_limit(1.5, engine_cpus=1) == 1.5  # (admission never lets a budget exceed the CPUs)
 
 
 def test_a_gateway_comes_back_after_an_engine_restart_but_a_once_gateway_only_after_a_failure(tmp_path):
@@ -71,7 +79,7 @@ def test_docker_py_turns_the_host_config_into_the_engines_fields(tmp_path):
     api = docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")
     sent = api.create_host_config(**host_config(tmp_path, pids_per_gateway=400))
     assert (sent["Memory"], sent["MemorySwap"], sent["NanoCpus"], sent["PidsLimit"]) == \
-        (768 * MiB, 768 * MiB, 1_300_000_000, 400)
+        (768 * MiB, 768 * MiB, 2_600_000_000, 400)
     assert sent["RestartPolicy"] == {"Name": "unless-stopped", "MaximumRetryCount": 0}
     assert sent["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
     assert sent["Tmpfs"] == {"/tmp": "mode=1777,size=256m"}
