@@ -59,3 +59,11 @@ def test_resources_page_gives_the_same_fixes_as_doctor():
     text = (DOCS / "resources.md").read_text()
     for command in provisioning_commands(4):
         assert command in text, command
+
+
+def test_every_test_file_has_a_basename_of_its_own():
+    """pytest imports test modules by basename (no __init__.py in most tiers): two files of one name in different
+    folders fail the whole run at collection ("import file mismatch")."""
+    tests = Path(__file__).resolve().parents[1]
+    names = sorted(path.name for path in tests.rglob("test_*.py"))
+    assert not [name for name in set(names) if names.count(name) > 1]
