@@ -213,6 +213,11 @@ def test_kill_9_of_a_component(component: str, moment: str, host: Host, gateway:
     if moment == "in-call" and in_call == "bye":
         closed = caller.wait_closed(30)  # the gateway hangs up: never a caller left in a call without a room
         experience = f"call ended by the gateway after {time.monotonic() - killed:.1f} s ({closed.get('param')})"
+    if not in_place:  # the supervisor must first notice and end the gateway: "ready" before that is the old state
+        def restarted() -> bool:
+            container.reload()
+            return container.attrs.get("RestartCount", 0) >= 1
+        _wait(restarted, 60, f"{gateway} restarted by Docker", lambda: host.app_log(gateway)[-4000:])
     if in_place:  # recovered when a new process of the part runs (a call must not race the supervisor's check)
         _wait(lambda: set(_pids(container, process, argument)) - set(pids), 60, f"a new {process}",
               lambda: host.app_log(gateway)[-4000:])
