@@ -21,7 +21,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from sipmediagw.errors import ValidationError
-from sipmediagw.room import Room, check_base_url
+from sipmediagw.room import Option, Room, check_base_url
 
 # Greenlight room codes ("abc-def-ghi", "abc-1x2-y3z-4k5"): nothing else can reach the path.
 ROOM_CODE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+){0,7}$")
@@ -49,6 +49,7 @@ class BigBlueButtonRoom(Room):
     """A BigBlueButton meeting behind a Greenlight room."""
 
     platform = "bigbluebutton"
+    OPTIONS = {"greenlight": Option(int, "Greenlight version of the room links", choices=(2, 3))}
 
     def __init__(self, driver, base_url, room, options=None):  # type: ignore[no-untyped-def]
         super().__init__(driver, base_url, room, options)

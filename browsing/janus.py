@@ -19,7 +19,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from sipmediagw.errors import ValidationError
-from sipmediagw.room import Room, check_base_url
+from sipmediagw.room import Option, Room, check_base_url
 
 ROOM_ID = re.compile(r"^[0-9]{1,18}$")  # VideoRoom ids are unsigned 64-bit integers
 PAGE = re.compile(r"^[A-Za-z0-9_-]+\.html$")
@@ -36,6 +36,7 @@ class JanusRoom(Room):
     """A Janus VideoRoom opened through a demo page (numeric room id)."""
 
     platform = "janus"
+    OPTIONS = {"page": Option(str, "the demo page: videoroom.html (test bed) or videoroomtest.html (upstream demo)")}
 
     def __init__(self, driver, base_url, room, options=None):  # type: ignore[no-untyped-def]
         super().__init__(driver, base_url, room, options)

@@ -21,7 +21,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from sipmediagw.room import Room, check_base_url, url_path_segment
+from sipmediagw.room import Option, Room, check_base_url, url_path_segment
 
 JOIN_TIMEOUT = 45.0
 
@@ -53,6 +53,7 @@ class JitsiRoom(Room):
     """A Jitsi Meet conference room."""
 
     platform = "jitsi"
+    OPTIONS = {"config": Option(dict, "extra URL config overrides (settings file only)")}
 
     def __init__(self, driver, base_url, room, options=None):  # type: ignore[no-untyped-def]
         super().__init__(driver, base_url, room, options)

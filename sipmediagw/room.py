@@ -7,12 +7,14 @@ time from the folder mounted read-only into the container, so a site can add a p
 from __future__ import annotations
 
 import abc
+import dataclasses
 import importlib.util
+import math
 import inspect
 import re
 import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 from .errors import ConfigError, ValidationError
 
@@ -55,6 +57,94 @@ def url_path_segment(value: str, what: str = "room name") -> str:
     return urllib.parse.quote(value, safe="")
 
 
+# -- what a platform answered when it would not let the gateway in: notice.py tells the caller in these words, the
+# -- state file and `status` show the reason and its detail.
+NOT_FOUND = "not_found"  # no such meeting / room
+NOT_STARTED = "not_started"  # the meeting has not started (waiting for the moderator) within the driver's retries
+LOBBY = "lobby"  # the gateway knocked and was refused, or nobody let it in in time
+WRONG_PASSWORD = "wrong_password"  # the room's password (option or keypad) was refused, or none was given
+AUTH_REQUIRED = "auth_required"  # the platform wants a login or token the gateway does not have
+REFUSALS = (NOT_FOUND, NOT_STARTED, LOBBY, WRONG_PASSWORD, AUTH_REQUIRED)
+
+
+class RoomRefused(Exception):
+    """Raised by a driver's join when the platform answered but will not let the gateway in: `reason` is one of
+    REFUSALS (what the caller is told), `detail` a short technical line for the state file (never a secret)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        if reason not in REFUSALS:
+            raise ValueError(f"unknown refusal {reason!r}")
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One driver option (``--room-option KEY=VALUE``, ``room_options:`` in the settings): its type, a one-line
+    help, and whether it is a secret (given only through the secret path: ``--room-secret KEY=FILE``, never on a
+    command line, in the environment, a label or a log)."""
+
+    kind: type = str  # str, int, float, bool, or dict (settings file only)
+    help: str = ""
+    secret: bool = False
+    choices: tuple[Any, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def convert(self, name: str, value: Any, platform: str) -> Any:
+        """`value` (a string from the command line, or a YAML value) as this option's type; ValidationError
+        naming the option (never its value when secret) when it is not one."""
+        shown = "" if self.secret else f" {value!r}"
+        bad = ValidationError(f"{platform}: option {name}:{shown} is not {_KIND_WORDS.get(self.kind, 'valid')}")
+        if self.kind is bool:
+            if isinstance(value, bool):
+                converted: Any = value
+            elif str(value).strip().lower() in ("1", "true", "yes", "on"):
+                converted = True
+            elif str(value).strip().lower() in ("0", "false", "no", "off"):
+                converted = False
+            else:
+                raise bad
+        elif self.kind in (int, float):
+            if isinstance(value, bool):
+                raise bad
+            try:
+                converted = self.kind(value)
+            except (TypeError, ValueError, OverflowError):
+                raise bad from None
+            if not math.isfinite(converted):
+                raise bad
+            if (self.minimum is not None and converted < self.minimum) or (
+                    self.maximum is not None and converted > self.maximum):
+                raise ValidationError(f"{platform}: option {name}: {converted} is out of range "
+                                      f"[{self.minimum}, {self.maximum}]")
+        elif self.kind is dict:
+            if not isinstance(value, dict):
+                raise bad
+            converted = dict(value)
+        else:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise bad
+            converted = str(value)
+            if _CONTROL.search(converted) or len(converted) > 4096:
+                raise ValidationError(f"{platform}: option {name} has control characters or is too long")
+        if self.choices and converted not in self.choices:
+            raise ValidationError(f"{platform}: option {name}:{shown} is not one of "
+                                  f"{', '.join(map(str, self.choices))}")
+        return converted
+
+
+_KIND_WORDS = {str: "a text", int: "a whole number", float: "a number", bool: "true or false",
+               dict: "a mapping (settings file only)"}
+
+#: options every driver takes
+COMMON_OPTIONS: dict[str, Option] = {
+    "join_timeout": Option(float, "seconds the driver waits for the room at most", minimum=1, maximum=600),
+    "audio_only": Option(bool, "join without a camera (set by the gateway for audio-only gateways)"),
+}
+
+
 class Room(abc.ABC):
     """One web-conference room, driven through a Selenium WebDriver.
 
@@ -65,11 +155,48 @@ class Room(abc.ABC):
     #: platform name, matching the module file name
     platform: str = ""
 
+    #: the options this driver takes beyond COMMON_OPTIONS (name -> Option); others are refused at launch
+    OPTIONS: ClassVar[dict[str, Option]] = {}
+
     def __init__(self, driver: Any, base_url: str, room: str, options: dict[str, Any] | None = None) -> None:
         self.driver = driver
         self.base_url = base_url.rstrip("/")
         self.room = room
-        self.options = dict(options or {})
+        self.options = self.check_options(options or {})
+        #: set by the gateway: show a line of progress to the caller and in `status` (e.g. "waiting to be let in")
+        self.on_progress: Callable[[str], None] | None = None
+        #: set by the gateway: ask the caller for digits on the keypad (prompt, timeout s) -> the digits typed before
+        #: '#', or None when the caller cannot be asked (no keypad menu) or gave up
+        self.on_ask: Callable[[str, float], str | None] | None = None
+
+    @classmethod
+    def option_specs(cls) -> dict[str, Option]:
+        """Every option this driver takes, by name."""
+        return {**COMMON_OPTIONS, **cls.OPTIONS}
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """`options` converted to their types; ValidationError naming the first unknown or invalid one."""
+        specs = cls.option_specs()
+        checked = {}
+        for name, value in options.items():
+            spec = specs.get(name)
+            if spec is None:
+                raise ValidationError(f"{cls.platform or cls.__name__}: unknown room option {name!r} "
+                                      f"(known: {', '.join(sorted(specs))})")
+            checked[name] = spec.convert(name, value, cls.platform or cls.__name__)
+        return checked
+
+    def progress(self, text: str) -> None:
+        """Tell the caller (and `status`) what the join waits for; a no-op when nobody listens."""
+        if self.on_progress is not None:
+            self.on_progress(text)
+
+    def ask_caller(self, prompt: str, timeout: float = 60.0) -> str | None:
+        """Digits the caller types on the keypad after `prompt` (ended by '#'), or None when not possible."""
+        if self.on_ask is None:
+            return None
+        return self.on_ask(prompt, timeout)
 
     @abc.abstractmethod
     def url(self) -> str:
@@ -169,14 +296,15 @@ class RoomDrivers:
             self._loaded[platform] = load_room_driver(platform, self.directory)
         return self._loaded[platform]
 
-    def check(self, platform: str, base_url: str, room: str) -> None:
+    def check(self, platform: str, base_url: str, room: str, options: dict[str, Any] | None = None) -> None:
         """Raise ValidationError/ConfigError when the driver refuses this room (e.g. a non-numeric Janus room id):
         drivers validate in their constructor, which touches no browser, so no page is opened for this. A
         constructor failing otherwise (one that needs its browser) is no refusal: that room is checked by joining."""
         cls = self.get(platform)
+        cls.check_options(options or {})
         try:
-            cls(None, base_url, room)
-        except ConfigError:
+            cls(None, base_url, room, options)
+        except (ConfigError, ValidationError):
             raise
         except Exception:
             return
