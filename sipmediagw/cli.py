@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
 import sys
 import traceback
@@ -32,6 +33,7 @@ from .launcher import (LaunchRequest, LaunchResult, PartialLaunch, launch, launc
                        stop_all, stop_gateway, tail_log)
 from .names import validate_gateway_name, validate_room_name
 from .resources import sample_host
+from .room_options import parse_assignment
 from .backends import Backend, select_backend
 from .redaction import redact
 from .settings import BACKENDS, MEDIA_MODES, Settings, check_constraint, load_settings, project_root
@@ -85,6 +87,10 @@ SETTING_DOCS: dict[str, str] = {
     "service_user": "pool gateways: the dialled user that opens the keypad menu (as does the gateway's own user)",
     "audio_only": "gateways without video: no video in the SDP, no caller display, no camera; the browser publishes "
                   "audio only (`--audio-only`)",
+    "room_options": "the platform driver's plain options, option: value (`--room-option KEY=VALUE`, repeatable); "
+                    "environment: a JSON object (docs/rooms.md)",
+    "room_secrets": "the driver's secret options, option: file holding the value (`--room-secret KEY=FILE`); they "
+                    "travel with the SIP account, never in the environment or a label (docs/rooms.md)",
     "alone_timeout": "seconds the gateway may be the only participant in its room before it leaves and hangs up; 0: "
                      "never (docs/dialplan.md \"Timeouts\")",
     "no_media_timeout": "seconds without RTP from the caller before the call is hung up; 0: never",
@@ -212,9 +218,15 @@ def cli(ctx: click.Context, config: str | None, backend: str | None) -> None:
               help="No video: no m=video in the SDP, no caller display, no camera; the browser publishes audio only.")
 @click.option("--constraint", "constraints", multiple=True, metavar="EXPR",
               help="Swarm: place the gateway only on matching nodes, e.g. node.labels.sipmediagw==yes (repeatable).")
+@click.option("--room-option", "room_option_flags", multiple=True, metavar="KEY=VALUE",
+              help="An option of the platform's driver, e.g. page=videoroomtest.html (repeatable; docs/rooms.md).")
+@click.option("--room-secret", "room_secret_flags", multiple=True, metavar="KEY=FILE",
+              help="A secret option of the driver read from FILE, e.g. shared_secret=/etc/sipmediagw/bbb.secret "
+                   "(repeatable; it travels with the SIP account, never on a command line).")
 @click.pass_context
 def launch_command(ctx: click.Context, room: str | None, gateway: str, count: int | None, wait: bool,
-                   constraints: tuple[str, ...], **options: Any) -> None:
+                   constraints: tuple[str, ...], room_option_flags: tuple[str, ...],
+                   room_secret_flags: tuple[str, ...], **options: Any) -> None:
     """Start a gateway: in a fixed ROOM, or a pool.
 
     Each gateway runs on a free SIP account. With -r, every call joins ROOM. Without it, a pool gateway's calls each name their room: the dialled sip:MEETING@domain gives it by the dispatch rules
@@ -236,6 +248,7 @@ def launch_command(ctx: click.Context, room: str | None, gateway: str, count: in
     except ValueError as exc:
         raise ValidationError(f"--constraint: {exc}") from None
     settings = _settings(ctx, constraints=checked, **options)
+    settings = _with_room_flags(settings, room_option_flags, room_secret_flags)
     client = _docker(ctx)
     sampler = ctx.obj.get("host_sampler") or sample_host
     # SIGTERM (a service manager, `timeout`, kill) or SIGHUP (the terminal closed) while waiting: unwind like Ctrl-C,
@@ -258,6 +271,21 @@ def launch_command(ctx: click.Context, room: str | None, gateway: str, count: in
         return
     _echo_launched(launch(settings, LaunchRequest(gateway, room), client, wait=wait, progress=_progress,
                           host_sampler=sampler))
+
+
+def _with_room_flags(settings: Settings, plain: tuple[str, ...], secret: tuple[str, ...]) -> Settings:
+    """`settings` with the --room-option / --room-secret flags over its room_options / room_secrets, key by key."""
+    if not plain and not secret:
+        return settings
+    options = dict(settings.room_options)
+    options.update(parse_assignment(text, "--room-option") for text in plain)
+    secrets = dict(settings.room_secrets)
+    for text in secret:
+        key, path = parse_assignment(text, "--room-secret")
+        if not path.strip():
+            raise ValidationError(f"--room-secret {key}=FILE: no file given")
+        secrets[key] = Path(os.path.expanduser(path))
+    return dataclasses.replace(settings, room_options=options, room_secrets=secrets)
 
 
 def _raise_interrupt(signum: int, _frame: Any) -> None:

@@ -30,7 +30,10 @@ from .errors import (ConfigError, DockerUnavailable, GatewayExists, GatewayNotFo
 from .names import GATEWAY_NAME, container_name, validate_gateway_name, validate_room_name
 from .redaction import redact
 from .resources import Budget, HostResources, sample_host
-from .room import PLATFORM_NAME, RoomDrivers, check_base_url
+from .room import DRIVER_SUFFIXES, PLATFORM_NAME, RoomDrivers, check_base_url
+from .room_options import ENV_VAR as ROOM_OPTIONS_VAR
+from .room_options import check_against_driver, read_secret_file, secret_lines
+from .room_options import to_env as options_to_env
 from .settings import CONTAINER_UID, Settings
 from .state import STATE_FILE_NAME, GatewayState
 
@@ -122,19 +125,22 @@ def validate_platform(platform: str, browsing_dir: Path) -> str:
         raise ValidationError(f"invalid platform name {platform!r}: lowercase letters, digits and '_'")
     if not browsing_dir.is_dir():
         raise ValidationError(f"browsing folder {browsing_dir} does not exist (setting browsing_dir)")
-    if not (browsing_dir / f"{platform}.py").is_file():
-        known = sorted(p.stem for p in browsing_dir.glob("*.py") if not p.stem.startswith("_"))
+    if not any((browsing_dir / f"{platform}{ext}").is_file() for ext in DRIVER_SUFFIXES):
+        known = sorted({p.stem for ext in DRIVER_SUFFIXES for p in browsing_dir.glob(f"*{ext}")
+                        if not p.stem.startswith("_")})
         raise ValidationError(
-            f"unknown platform {platform!r}: no {browsing_dir / (platform + '.py')} (available: {', '.join(known) or 'none'})"
+            f"unknown platform {platform!r}: no {browsing_dir / (platform + '.py')} nor {platform}.yaml "
+            f"(available: {', '.join(known) or 'none'})"
         )
     return platform
 
 
-def check_driver_room(browsing_dir: Path, platform: str, base_url: str, room: str) -> None:
-    """The driver's own rules for a fixed room (a Janus room is a number, ...), on the host before anything starts:
-    the gateway would only find out when the first call tries to join."""
+def check_driver_room(browsing_dir: Path, platform: str, base_url: str, room: str,
+                      options: dict[str, Any] | None = None) -> None:
+    """The driver's own rules for a fixed room (a Janus room is a number, ...) and its options, on the host before
+    anything starts: the gateway would only find out when the first call tries to join."""
     try:
-        RoomDrivers(browsing_dir).check(platform, base_url, room)
+        RoomDrivers(browsing_dir).check(platform, base_url, room, options)
     except ConfigError:
         raise
     except Exception as exc:  # a driver that does not even import (syntax error, missing module)
@@ -142,9 +148,38 @@ def check_driver_room(browsing_dir: Path, platform: str, base_url: str, room: st
                               f"{exc.__class__.__name__}: {exc}") from None
 
 
-def check_rooms(settings: Settings, request: LaunchRequest) -> str:
-    """Validate where the gateway's calls can go (its fixed room, the dispatch rules and their drivers); return the
-    default rule's base URL ("" when a pool gateway has only rules). Nothing is started before this passes."""
+@dataclasses.dataclass(frozen=True)
+class RoomPlan:
+    """Where a gateway's calls go, checked: the default rule's base URL ("" when a pool gateway has only rules) and
+    the driver's options, plain (to the environment) and secret (to the account's secret file)."""
+
+    base_url: str
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    secrets: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
+
+
+def room_options(settings: Settings) -> tuple[dict[str, Any], dict[str, str]]:
+    """The room options of `settings` checked by the driver of its platform: (plain, secret values read from their
+    files). Options go to the gateway's own platform (a pool's dispatch rules to other platforms get none)."""
+    if not settings.room_options and not settings.room_secrets:
+        return {}, {}
+    validate_platform(settings.platform, settings.browsing_dir)
+    secrets = {key: read_secret_file(key, path) for key, path in settings.room_secrets.items()}
+    try:
+        driver = RoomDrivers(settings.browsing_dir).get(settings.platform)
+    except ConfigError:
+        raise
+    except Exception as exc:  # a driver that does not even import
+        raise ValidationError(f"{settings.browsing_dir / (settings.platform + '.py')}: the driver cannot be loaded: "
+                              f"{exc.__class__.__name__}: {exc}") from None
+    check_against_driver(driver, settings.room_options, secrets)
+    return dict(settings.room_options), secrets
+
+
+def check_rooms(settings: Settings, request: LaunchRequest) -> RoomPlan:
+    """Validate where the gateway's calls can go (its fixed room, the dispatch rules and their drivers, the room
+    options). Nothing is started before this passes."""
+    options, secrets = room_options(settings)
     if request.room is not None:
         validate_room_name(request.room)
     if request.room is None and not settings.base_url and settings.dispatch:
@@ -156,10 +191,16 @@ def check_rooms(settings: Settings, request: LaunchRequest) -> str:
         validate_platform(settings.platform, settings.browsing_dir)
         base_url = normalise_base_url(settings.base_url)
         if request.room is not None:
-            check_driver_room(settings.browsing_dir, settings.platform, base_url, request.room)
+            check_driver_room(settings.browsing_dir, settings.platform, base_url, request.room,
+                              {**options, **secrets})
     dispatcher = Dispatcher.build(settings.dispatch, settings.platform, base_url)
     dispatcher.check_platforms(lambda platform: validate_platform(platform, settings.browsing_dir))
-    return base_url
+    return RoomPlan(base_url, options, secrets)
+
+
+def secret_payload(account: Any, secrets: dict[str, str]) -> bytes:
+    """The gateway's secret file: its account line, then its secret room options (room_options.secret_lines)."""
+    return (account.line + "\n" + secret_lines(secrets)).encode("utf-8")
 
 
 def pool_names(prefix: str, count: int) -> list[str]:
@@ -188,7 +229,8 @@ def cpu_limit(budget: float, engine_cpus: int | None = None) -> float:
 
 
 def container_config(
-    settings: Settings, request: LaunchRequest, allocation: Allocation, base_url: str, engine_cpus: int | None = None
+    settings: Settings, request: LaunchRequest, allocation: Allocation, base_url: str, engine_cpus: int | None = None,
+    options: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(create_container kwargs, host_config kwargs) of the gateway container; nothing secret in either."""
     name = container_name(request.gateway)
@@ -210,6 +252,8 @@ def container_config(
         container_labels[labels.ROOM] = request.room
         environment["SIPMEDIAGW_ROOM"] = request.room
     environment["SIPMEDIAGW_PLATFORM"] = settings.platform
+    if options:  # plain ones only: secret options travel in the account's secret file
+        environment[ROOM_OPTIONS_VAR] = options_to_env(options)
     if base_url:  # a pool gateway may do without the default rule when dispatch rules give every room
         environment["SIPMEDIAGW_BASE_URL"] = base_url
     if request.room is None:
@@ -402,7 +446,7 @@ def _holdings(backend: Backend, store: claims.ClaimStore, gateway: str) -> list[
 
 def claim_resources(
     backend: Backend, store: claims.ClaimStore, request: LaunchRequest, media: str, accounts: list,
-    discovery: Discovery, budget: Budget, host: HostResources | None,
+    discovery: Discovery, budget: Budget, host: HostResources | None, secrets: dict[str, str] | None = None,
 ) -> tuple[Allocation, list[claims.Claim]]:
     """Propose an allocation, claim it through the engine; when another launch won a race for an account or slot,
     count it as held and propose again. ResourceError (from `allocate`) when nothing is left."""
@@ -411,8 +455,8 @@ def claim_resources(
     while True:
         allocation = allocate(media, accounts, discovery, held, budget, host)
         account = allocation.account
-        # on a swarm the account claim is the secret that carries the account line to the task
-        payload = (account.line + "\n").encode("utf-8") if swarm else None
+        # on a swarm the account claim is the secret that carries the account line (and room secrets) to the task
+        payload = secret_payload(account, secrets or {}) if swarm else None
         account_claim = claims.take(store, claims.ACCOUNT, account.sip_uri, request.gateway, payload)
         if account_claim is None:
             held.append(Holding("(another launch)", None, account.sip_uri, media))
@@ -442,9 +486,10 @@ def claim_resources(
 
 
 def gateway_spec(settings: Settings, request: LaunchRequest, allocation: Allocation, base_url: str,
-                 local_engine: bool, engine_cpus: int | None = None) -> GatewaySpec:
+                 local_engine: bool, engine_cpus: int | None = None,
+                 options: dict[str, Any] | None = None) -> GatewaySpec:
     """The gateway as a backend creates it. Host folders are bind-mounted only into a local engine's containers."""
-    create, host_config = container_config(settings, request, allocation, base_url, engine_cpus)
+    create, host_config = container_config(settings, request, allocation, base_url, engine_cpus, options)
     gateway_labels = dict(create["labels"])
     if not local_engine:
         host_config = {k: v for k, v in host_config.items() if k != "binds"}
@@ -471,7 +516,7 @@ def launch(
     `keep_lease`: the launch lease outlives this call (a pool waits for its gateways afterwards and drops each lease
     with claims.release_lease when that gateway is ready)."""
     validate_gateway_name(request.gateway)
-    base_url = check_rooms(settings, request)
+    plan = check_rooms(settings, request)
     for folder_setting in ("browsing_dir", "baresip_dir", "logs_dir"):
         value = getattr(settings, folder_setting)
         if folder_setting != "logs_dir" and not value.is_dir():
@@ -507,7 +552,7 @@ def launch(
         raise GatewayExists(f"gateway {request.gateway} is being launched by another `sipmediagw launch` right now")
     try:
         result = _launch_under_lease(settings, request, backend, store, lease, accounts, discovery, media, host,
-                                     base_url, folder, budget, local, wait, progress)
+                                     plan, folder, budget, local, wait, progress)
     except BaseException:
         claims.release(store, [lease])
         raise
@@ -518,7 +563,7 @@ def launch(
 
 def _launch_under_lease(settings: Settings, request: LaunchRequest, backend: Backend, store: claims.ClaimStore,
                         lease: claims.Claim, accounts: list[Any], discovery: Discovery, media: str,
-                        host: HostResources | None, base_url: str, folder: Path, budget: Budget, local: bool,
+                        host: HostResources | None, plan: RoomPlan, folder: Path, budget: Budget, local: bool,
                         wait: bool, progress: Progress) -> LaunchResult:
     old = backend.find(request.gateway)
     if old is not None:
@@ -526,15 +571,16 @@ def _launch_under_lease(settings: Settings, request: LaunchRequest, backend: Bac
             raise GatewayExists(f"gateway {request.gateway} already exists ({old.name}); stop it first")
         remove_gateway(backend, old, 0)  # a dead gateway of the same name: it only blocks the name (and its claims)
     progress(f"claiming a SIP account{' and a slot' if backend.kind == 'engine' else ''} ({backend.kind} backend)")
-    allocation, made = claim_resources(backend, store, request, media, accounts, discovery, budget, host)
+    allocation, made = claim_resources(backend, store, request, media, accounts, discovery, budget, host,
+                                       plan.secrets)
     handle: Handle | None = None
     try:
-        spec = gateway_spec(settings, request, allocation, base_url, local,
-                            host.cpu_count if host is not None else None)
+        spec = gateway_spec(settings, request, allocation, plan.base_url, local,
+                            host.cpu_count if host is not None else None, plan.options)
         spec = dataclasses.replace(spec, labels={**spec.labels, labels.LEASE: lease.id})
         if local:
             prepare_log_folder(folder)
-        handle = backend.create(spec, (allocation.account.line + "\n").encode("utf-8"), made[0])
+        handle = backend.create(spec, secret_payload(allocation.account, plan.secrets), made[0])
         progress(f"created {handle.name}: slot {allocation.slot} ({media}), account {allocation.account.sip_uri}; "
                  "starting")
         try:

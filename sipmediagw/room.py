@@ -19,6 +19,7 @@ from typing import Any, Callable, ClassVar
 from .errors import ConfigError, ValidationError
 
 PLATFORM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+DRIVER_SUFFIXES = (".py", ".yaml")  # a driver in Python, or the steps of a platform described in YAML (room_steps)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -76,7 +77,9 @@ class RoomRefused(Exception):
             raise ValueError(f"unknown refusal {reason!r}")
         self.reason = reason
         self.detail = detail
-        super().__init__(f"{reason}: {detail}" if detail else reason)
+        # "refused (wrong password): ..." - never "wrong_password: ...", which the log masker reads as a key: value
+        words = f"refused ({reason.replace('_', ' ')})"
+        super().__init__(f"{words}: {detail}" if detail else words)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -261,12 +264,21 @@ CAPABILITIES = ("set_microphone", "set_camera", "toggle_view", "raise_hand", "sh
 
 
 def load_room_driver(platform: str, directory: str | Path) -> type[Room]:
-    """Import ``<directory>/<platform>.py`` and return its :class:`Room` subclass."""
+    """Import ``<directory>/<platform>.py`` and return its :class:`Room` subclass, or build one from the steps of
+    ``<directory>/<platform>.yaml`` (sipmediagw.room_steps) for a platform an operator described without Python."""
     if not PLATFORM_NAME.match(platform):
         raise ConfigError(f"invalid platform name {platform!r} (lowercase letters, digits, underscore)")
     path = Path(directory) / f"{platform}.py"
+    steps_path = Path(directory) / f"{platform}.yaml"
+    if steps_path.is_file():
+        if path.is_file():  # which one runs would be a guess: the operator must remove one
+            raise ConfigError(f"platform {platform!r} is defined twice, by {path} and {steps_path}: remove one")
+        from .room_steps import load_steps_platform  # here: room_steps builds on this module
+
+        return load_steps_platform(steps_path)
     if not path.is_file():
-        available = sorted(p.stem for p in Path(directory).glob("*.py") if not p.stem.startswith("_"))
+        available = sorted({p.stem for suffix in DRIVER_SUFFIXES for p in Path(directory).glob(f"*{suffix}")
+                            if not p.stem.startswith("_")})
         raise ConfigError(f"no driver for platform {platform!r} in {directory} (available: {', '.join(available)})")
     spec = importlib.util.spec_from_file_location(f"sipmediagw_browsing_{platform}", path)
     assert spec is not None and spec.loader is not None

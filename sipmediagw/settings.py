@@ -6,6 +6,7 @@ The object is built once by the CLI and passed explicitly; nothing deeper reads 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 from pathlib import Path
@@ -15,6 +16,7 @@ import yaml
 
 from . import buildcontext
 from . import dispatch as dispatching
+from . import room_options
 from .dispatch import Rule as DispatchRule
 from .errors import ConfigError, FileLineError
 
@@ -102,6 +104,9 @@ class Settings:
     no_media_timeout: float = 60.0  # no RTP from the caller
     max_call_duration: float = 14400.0  # any call ends after this long
     audio_only: bool = False  # gateways without video: no caller display, no camera, no m=video (`--audio-only`)
+    # the platform driver's options (docs/rooms.md): plain ones by value, secret ones by the file that holds each
+    room_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    room_secrets: dict[str, Path] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -155,6 +160,8 @@ def _convert(name: str, value: Any) -> Any:
         if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
             raise ValueError("expected a list of placement constraints")
         return tuple(check_constraint(item) for item in items if item.strip())
+    if name in ("room_options", "room_secrets"):
+        return _room_options(name, value)
     if name == "dispatch":
         if isinstance(value, str):  # the environment (and a flag) carry the list as JSON, as the container gets it
             return dispatching.rules_from_json(value, dispatching.ENV_VAR)
@@ -183,6 +190,32 @@ def _convert(name: str, value: Any) -> Any:
     if not isinstance(value, (str, int, float)):
         raise ValueError(f"expected text, got {type(value).__name__}")
     return str(value)
+
+
+def _room_options(name: str, value: Any) -> dict[str, Any]:
+    """`room_options` (option: value) or `room_secrets` (option: file); the environment carries either as JSON."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except ValueError:
+            raise ValueError("expected a JSON object of option: value") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("expected a mapping of option: " + ("file" if name == "room_secrets" else "value"))
+    checked: dict[str, Any] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not room_options.KEY.match(key):
+            raise ValueError(f"invalid room option name {key!r} (lowercase letters, digits and '_')")
+        if name == "room_secrets":
+            if not isinstance(item, str) or not item.strip():
+                raise ValueError(f"{key}: expected the path of the file holding the secret")
+            checked[key] = Path(os.path.expanduser(item))
+        else:
+            if isinstance(item, (list, tuple)) or item is None:
+                raise ValueError(f"{key}: expected a text, number, true/false or a mapping")
+            checked[key] = item
+    return checked
 
 
 def config_search_path(env: Mapping[str, str]) -> list[Path]:

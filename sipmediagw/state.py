@@ -76,6 +76,8 @@ class GatewayStatus:
     caller_uri: str | None = None
     call_started: str | None = None  # when the current call was answered (ISO 8601, UTC)
     call_direction: str | None = None  # "incoming" | "outgoing" (sipmediagw dial) while there is a call
+    joining: str | None = None  # the room the current call is entering (the browser is joining it)
+    join_progress: str | None = None  # what that join waits for: "waiting to be let in", a question to the caller
     audio_only: bool = False  # no video: no caller display, no camera, no m=video, the browser publishes audio only
     last_end_reason: str | None = None  # why the last call ended or was refused: "caller hung up", "unknown meeting 9"
     registration: str | None = None  # registered | registering | failed | lost (None: not known yet)

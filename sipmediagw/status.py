@@ -54,6 +54,8 @@ class GatewayInfo:
     meeting: str | None = None  # what the current caller dialled
     last_end_reason: str | None = None  # why the last call ended (or was refused)
     direction: str | None = None  # "incoming" | "outgoing" (`sipmediagw dial`: the caller is the dialled party)
+    joining: str | None = None  # the room the current call is entering
+    join_progress: str | None = None  # what that join waits for ("waiting to be let in", a question to the caller)
     audio_only: bool = False  # no video in its calls (label org.sipmediagw.audio-only)
     node: str | None = None  # the engine's or swarm node's hostname
     note: str | None = None  # why it is not running, that Docker restarted it, or that it moved to another node (swarm)
@@ -139,6 +141,8 @@ def describe(handle: Handle, seen: Observation, stats: dict[str, Any] | None = N
         meeting=call.meeting if call else None,
         last_end_reason=status.last_end_reason if status else None,
         direction=call.call_direction if call else None,
+        joining=call.joining if call else None,
+        join_progress=call.join_progress if call else None,
         audio_only=tags.get(labels.AUDIO_ONLY) == "true",
         node=seen.node,
         note=note,
@@ -227,8 +231,10 @@ def room_cell(gateway: GatewayInfo) -> str:
     in_call = gateway.state == "in-call"
     if gateway.room and in_call:
         return gateway.room
-    if in_call and gateway.direction == "outgoing":
+    if in_call and gateway.direction == "outgoing" and not gateway.joining:
         return "(dialling)"  # `sipmediagw dial`: not answered yet
+    if in_call and gateway.joining:  # answered, the browser entering the room, maybe waiting (a lobby, a password)
+        return f"(joining {gateway.joining}" + (f": {gateway.join_progress})" if gateway.join_progress else ")")
     if in_call and gateway.mode == "fixed":
         return f"(joining {gateway.fixed_room})"  # answered, the browser entering the room (no menu on a fixed one)
     if in_call:

@@ -31,6 +31,7 @@ from .baresip import BaresipControl, RegistrationLog, baresip_argv, render_bares
 from .config import GatewayConfig
 from .controller import CallWatch, Controller, Menu, Notifier, Routing
 from .incall import InCall, Timeouts, rtp_timeout_backstop
+from .join_dialogue import JoinDialogue
 from .logs import get_logger, line_sink, setup_logging
 from .media import KERNEL, ROOM_MIC, MediaPlan
 from .process import ManagedProcess
@@ -179,9 +180,18 @@ class BrowserSlot:
     # RoomSession
     def check(self, target: RoomTarget) -> None:
         """The driver refuses rooms it cannot open (controller.RoomSession); no page is loaded for this."""
-        self.drivers.check(target.platform, target.base_url, target.room)
+        self.drivers.check(target.platform, target.base_url, target.room, self._options(target))
 
-    def join(self, target: RoomTarget, display_name: str, cancelled: threading.Event) -> None:
+    def _options(self, target: RoomTarget) -> dict[str, Any]:
+        """The driver options of `target`'s room: the gateway's room options go to its own platform's driver (a
+        dispatch rule to another platform gets none); `audio_only` tells the driver to join without a camera."""
+        options = dict(self.config.room_options) if target.platform == self.config.platform else {}
+        if self.config.audio_only:
+            options["audio_only"] = True
+        return options
+
+    def join(self, target: RoomTarget, display_name: str, cancelled: threading.Event,
+             dialogue: JoinDialogue | None = None) -> None:
         """Enter `target`'s room (controller.RoomSession; on the room worker: once `cancelled` is set, the next
         page step raises). The supervisor may stop the browser meanwhile: the WebDriver command running fails."""
         from .browser import BrowserRoomSession
@@ -190,10 +200,10 @@ class BrowserSlot:
         if browser is None:
             raise RuntimeError("browser not running")
         # `audio_only` tells the driver to join without a camera where its platform asks (docs/rooms.md)
-        options = {"audio_only": True} if self.config.audio_only else {}
+        options = self._options(target)
         self.session = BrowserRoomSession(browser, self.drivers.get(target.platform), target.base_url,
                                           target.room, options)
-        self.session.join(display_name, cancelled)
+        self.session.join(display_name, cancelled, dialogue)
 
     def leave(self) -> None:
         """Leave the room, or blank whatever page the call showed (controller.RoomSession; on the room worker)."""
@@ -211,7 +221,7 @@ def routing_of(config: GatewayConfig, drivers: RoomDrivers) -> Routing:
     a bad platform or room fails the start (exit 2) instead of the first call."""
     if config.room is not None:
         target = RoomTarget(config.platform, config.base_url, config.room)
-        drivers.check(target.platform, target.base_url, target.room)
+        drivers.check(target.platform, target.base_url, target.room, config.room_options)
         return Routing(account_user=config.account_user, fixed=target, service_user=config.service_user)
     dispatcher = Dispatcher.build(config.dispatch, config.platform, config.base_url)
     dispatcher.check_platforms(drivers.get)

@@ -26,7 +26,9 @@ from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 
 from ..room import Room
+from .join_dialogue import JoinDialogue
 from .logs import LogSink
+from .overlay import BrowserControls, Panel
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM = "/usr/bin/chromium"
@@ -421,6 +423,33 @@ class Browser:
                 pass
 
 
+JOIN_PANEL_TITLE = "Joining the meeting"
+
+
+def _tell_caller(screen: BrowserControls, dialogue: JoinDialogue, text: str) -> None:
+    """A driver's progress line: to the state file (through `dialogue`) and over the room's page."""
+    dialogue.report(text)
+    try:
+        screen.draw([], Panel(JOIN_PANEL_TITLE, message=text[:1].upper() + text[1:] + "…"), 3600)
+    except Exception:  # noqa: BLE001 - the page may be navigating: the state file still says it
+        pass
+
+
+def _ask_caller(screen: BrowserControls, dialogue: JoinDialogue, prompt: str, timeout: float,
+                cancelled: threading.Event | None) -> str | None:
+    """A driver's question (a meeting password): drawn over the page with the digits typed so far as dots; the
+    caller's keys come through the controller (JoinDialogue.take_key)."""
+    def draw(typed: int) -> None:
+        hint = ("● " * typed).strip() or "Type the digits on your keypad, then #  (* starts again)"
+        try:
+            screen.draw([], Panel(JOIN_PANEL_TITLE, message=f"{prompt}\n{hint}", kind="ask"), timeout + 5)
+        except Exception:  # noqa: BLE001 - a redraw that fails must not end the question
+            pass
+
+    draw(0)
+    return dialogue.ask(prompt, timeout, cancelled, draw)
+
+
 class BrowserRoomSession:
     """RoomSession (controller.py) backed by a Browser and a platform driver: join on a call, leave after it."""
 
@@ -434,11 +463,17 @@ class BrowserRoomSession:
         self.options = dict(options or {})
         self.room: Room | None = None
 
-    def join(self, display_name: str, cancelled: threading.Event | None = None) -> None:
+    def join(self, display_name: str, cancelled: threading.Event | None = None,
+             dialogue: JoinDialogue | None = None) -> None:
         """Open the room in the browser and enter it as `display_name`; once `cancelled` is set (from another thread)
-        the join raises PageActionCancelled at its next WebDriver command."""
+        the join raises PageActionCancelled at its next WebDriver command. What the driver waits for or asks the
+        caller goes to `dialogue` and is drawn over the page (the caller's screen)."""
         with self.browser.page_action(cancelled) as driver:
             self.room = self.room_cls(driver, self.base_url, self.room_name, self.options)
+            if dialogue is not None:
+                screen = BrowserControls(lambda: driver, lambda: None)
+                self.room.on_progress = lambda text: _tell_caller(screen, dialogue, text)
+                self.room.on_ask = lambda prompt, timeout: _ask_caller(screen, dialogue, prompt, timeout, cancelled)
             self.room.join(display_name)
 
     def leave(self) -> None:

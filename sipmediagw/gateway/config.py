@@ -11,13 +11,15 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 from urllib.parse import unquote, urlsplit
 
 from ..dispatch import ENV_VAR as DISPATCH_VAR
 from ..dispatch import SERVICE_USER, Rule, rules_from_json
 from ..errors import ConfigError, FileLineError, ValidationError
 from ..redaction import add_secret, is_secret_key
+from ..room_options import from_env as options_from_env
+from ..room_options import parse_secret_line
 from ..room import check_base_url
 from .baresip import BROWSER_REFUSED_PORTS, CTRL_PORT
 from .media import KERNEL, MODES
@@ -62,6 +64,8 @@ class GatewayConfig:
     no_media_timeout: float = 60.0
     max_call_duration: float = 14400.0
     audio_only: bool = False  # no video at all: no caller display, no camera, no m=video, audio-only browser
+    # the driver's options: plain ones from the environment, secret ones from the account's secret file
+    room_options: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def request_socket(self) -> Path:
@@ -122,7 +126,8 @@ class GatewayConfig:
         if audio_only not in ("0", "1"):
             raise ConfigError(f"SIPMEDIAGW_AUDIO_ONLY must be 0 or 1, got {audio_only!r}")
         account_file = Path(get("ACCOUNT_FILE", "/run/secrets/sipmediagw-account"))  # type: ignore[arg-type]
-        account_line, sip_uri = read_account_file(account_file)
+        account_line, sip_uri, secret_options = read_account_file(account_file)
+        room_options = {**options_from_env(get("ROOM_OPTIONS", "") or ""), **secret_options}
         insecure = get("INSECURE_ORIGINS")
         if insecure is not None:
             origins = tuple(o.strip() for o in insecure.split(",") if o.strip())
@@ -158,6 +163,7 @@ class GatewayConfig:
             run_dir=Path(get("RUN_DIR", "/tmp/sipmediagw")),  # type: ignore[arg-type]
             display_base=_int("DISPLAY_BASE", get("DISPLAY_BASE", "0"), 0, 5000),  # type: ignore[arg-type]
             dispatch=rules,
+            room_options=room_options,
             service_user=service_user,
             alone_timeout=_seconds("ALONE_TIMEOUT", get("ALONE_TIMEOUT", "300")),  # type: ignore[arg-type]
             no_media_timeout=_seconds("NO_MEDIA_TIMEOUT", get("NO_MEDIA_TIMEOUT", "60")),  # type: ignore[arg-type]
@@ -166,8 +172,10 @@ class GatewayConfig:
         )
 
 
-def read_account_file(path: Path) -> tuple[str, str]:
-    """Return (account line, SIP URI) from the first non-comment line of `path`; secrets are registered for masking."""
+def read_account_file(path: Path) -> tuple[str, str, dict[str, str]]:
+    """Return (account line, SIP URI, secret room options) of the gateway's secret file `path`: its account line
+    (the one line that is not a comment nor a ``room-secret KEY=VALUE`` line) and its secret room options
+    (room_options.secret_lines); every secret is registered for masking."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -177,9 +185,14 @@ def read_account_file(path: Path) -> tuple[str, str]:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: account file is not UTF-8 text") from None
     found: tuple[str, str] | None = None
+    secrets: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
+            continue
+        secret = parse_secret_line(line, f"{path}:{number}")
+        if secret is not None:
+            secrets[secret[0]] = secret[1]
             continue
         match = _ACCOUNT_URI.match(line)
         if not match or "@" not in match["uri"]:
@@ -194,7 +207,7 @@ def read_account_file(path: Path) -> tuple[str, str]:
             raise FileLineError(str(path), number, "more than one account line (one gateway = one account)")
         found = (line, match["uri"])
     if found is not None:
-        return found
+        return found[0], found[1], secrets
     raise ConfigError(f"{path}: no account line (file is empty or only comments)")
 
 

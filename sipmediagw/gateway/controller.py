@@ -46,6 +46,7 @@ from .baresip import DISCONNECTED, BaresipControl, BaresipControlError
 from .logs import get_logger, strip_ansi
 from .notice import Notice, join_failed
 from .request_socket import failure, progress, success
+from .join_dialogue import JoinDialogue
 from .room_worker import JOIN, LEAVE, RoomTask, RoomWorker
 
 DEFAULT_DISPLAY_NAME = "SIP gateway"
@@ -87,9 +88,11 @@ class RoomSession(Protocol):
     def check(self, target: RoomTarget) -> None:
         """Raise (ValidationError) when `target`'s driver refuses the room; called before the call is answered."""
 
-    def join(self, target: RoomTarget, display_name: str, cancelled: threading.Event) -> None:
+    def join(self, target: RoomTarget, display_name: str, cancelled: threading.Event,
+             dialogue: JoinDialogue | None = None) -> None:
         """Enter `target`'s room as `display_name` with microphone and camera on; raise on failure. Runs on the room
-        worker; once `cancelled` is set (the controller gave up on it), stop at the next page step."""
+        worker; once `cancelled` is set (the controller gave up on it), stop at the next page step. What the join
+        waits for or asks the caller goes through `dialogue` (join_dialogue.py)."""
 
     def leave(self) -> None:
         """Leave the room (or whatever page the call showed), leaving the browser ready for the next call. Runs on
@@ -456,6 +459,8 @@ class Controller:
         self.join_timeout = join_timeout
         self._join_task: RoomTask | None = None  # the current call's join while it runs (None: none, or given up)
         self._join_deadline = 0.0  # clock() time the current join times out
+        self._dialogue: JoinDialogue | None = None  # the current join's progress and questions to the caller
+        self._dialogue_seen = 0  # its generation last seen: a move restarts the join timeout
         self._menu_waiting = False  # the menu's start waits until the room worker leaves it the browser
         self._applying = False
 
@@ -507,7 +512,10 @@ class Controller:
         outgoing call shows whom it calls from the dial on."""
         call = self.call if self.call is not None and (self.call.started or self.call.dialout) else None
         target = call.target if call is not None and call.stage == IN_ROOM else None
+        joining = call.target if call is not None and call.stage == JOINING else None
         return {
+            "joining": joining.room if joining else None,
+            "join_progress": self._dialogue.status if joining and self._dialogue else None,
             "room": target.room if target else None,
             "call_platform": target.platform if target else None,
             "meeting": call.dialled if call else None,
@@ -544,6 +552,14 @@ class Controller:
             self.handle(event)
         self._apply_room_work()
         call = self.call
+        dialogue = self._dialogue
+        if call is not None and call.stage == JOINING and dialogue is not None \
+                and dialogue.generation != self._dialogue_seen:
+            # the driver said what it waits for (a lobby, the moderator) or the caller typed: not stuck; the
+            # driver's own options bound each such wait
+            self._dialogue_seen = dialogue.generation
+            self._join_deadline = self.clock() + self.join_timeout
+            self.on_change()
         if call is not None and call.stage == JOINING and self.clock() >= self._join_deadline:
             self._fail_join(call, f"room join timed out after {self.join_timeout:g} s", timed_out=True)
         browser_free = not self.room_worker.busy
@@ -744,9 +760,11 @@ class Controller:
                        target.room, target.platform, call.caller)
         name = call.caller
         self._join_deadline = self.clock() + self.join_timeout
+        dialogue = self._dialogue = JoinDialogue()
+        self._dialogue_seen = dialogue.generation
         self.on_change()
         self._join_task = self.room_worker.submit(
-            JOIN, lambda cancelled: self.room.join(target, name, cancelled), owner=call)
+            JOIN, lambda cancelled: self.room.join(target, name, cancelled, dialogue), owner=call)
         self._apply_room_work()  # (a worker without a thread has finished it already)
 
     def _join_done(self, task: RoomTask) -> None:
@@ -1072,6 +1090,8 @@ class Controller:
         self._log.info("DTMF %r from %s", key, event.get("peeruri", ""))
         if not key:
             return
+        if self.joining and self._dialogue is not None and self._dialogue.take_key(key):
+            return  # typed for the join's question (a meeting password)
         if self.in_menu:
             if not self._menu_waiting:  # (keys before the menu is shown go nowhere)
                 self._menu_step("key", lambda: self.menu.key(key))

@@ -57,7 +57,8 @@ TIMEOUT_PROMPT = "timeout"
 GOODBYE = "goodbye"
 
 #: screen labels of the platforms shipped in browsing/ (any other name is shown as it is)
-PLATFORM_LABELS = {"janus": "Janus", "jitsi": "Jitsi Meet", "bigbluebutton": "BigBlueButton"}
+PLATFORM_LABELS = {"janus": "Janus", "jitsi": "Jitsi Meet", "bigbluebutton": "BigBlueButton",
+                   "livekit": "LiveKit Meet"}
 
 #: (meeting, platform) -> a true value when the meeting exists (e.g. its room target, kept in Outcome.target), a false
 #: one (None, False) when it does not

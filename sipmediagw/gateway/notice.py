@@ -18,6 +18,7 @@ import urllib.parse
 
 from ..dispatch import RoomTarget
 from ..redaction import redact
+from ..room import AUTH_REQUIRED, LOBBY, NOT_FOUND, NOT_STARTED, WRONG_PASSWORD, RoomRefused
 from .ivr import NOTICE, MenuView
 
 #: prompt id of the spoken notice (prompts.SPOKEN has its text; scripts/make-prompts makes the WAV)
@@ -40,6 +41,12 @@ REASONS = {
     PAGE: "The meeting's page did not load.",
     TIMEOUT: "Joining the meeting took too long.",
     OTHER: "The meeting could not be opened.",
+    # what the platform answered (sipmediagw.room.RoomRefused, raised by the drivers)
+    NOT_FOUND: "This meeting does not exist.",
+    NOT_STARTED: "The meeting has not started yet.",
+    LOBBY: "Nobody let you into the meeting.",
+    WRONG_PASSWORD: "The meeting's password was not accepted.",
+    AUTH_REQUIRED: "This meeting needs a sign-in the gateway does not have.",
 }
 
 MAX_DETAIL = 48  # characters of the code line (about one line of the page's hint; a longer one wraps)
@@ -78,6 +85,8 @@ def category(error: BaseException | None, timed_out: bool = False) -> str:
         return TIMEOUT
     if error is None:
         return OTHER
+    if isinstance(error, RoomRefused):
+        return error.reason
     text = str(error)
     net = _NET_ERROR.search(text)
     if net:

@@ -27,7 +27,8 @@ MANIFEST = PROMPTS_DIR / "manifest.json"
 RATE = 16000  # what every prompt file is; PulseAudio resamples to the sink's 48 kHz stereo
 
 #: spoken names of the platforms shipped in browsing/ (the screen shows ivr.PLATFORM_LABELS)
-SPOKEN_PLATFORMS = {"janus": "Janus", "jitsi": "Jitsi Meet", "bigbluebutton": "Big Blue Button"}
+SPOKEN_PLATFORMS = {"janus": "Janus", "jitsi": "Jitsi Meet", "bigbluebutton": "Big Blue Button",
+                    "livekit": "LiveKit"}
 
 #: prompt id -> the sentence spoken (scripts/make-prompts makes prompts/<id>.wav of each)
 SPOKEN: dict[str, str] = {

@@ -110,7 +110,7 @@ def test_the_browser_of_an_audio_only_gateway_publishes_audio_only(env: dict[str
         def __init__(self, browser, room_cls, base_url, room, options=None) -> None:  # type: ignore[no-untyped-def]
             joined.append(dict(options or {}))
 
-        def join(self, name: str, cancelled: threading.Event | None = None) -> None:
+        def join(self, name: str, cancelled: threading.Event | None = None, dialogue: object = None) -> None:
             pass
 
     import sipmediagw.gateway.browser as browser_module

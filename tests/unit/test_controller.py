@@ -81,7 +81,8 @@ class FakeRoom:
         if self.refuse and self.refuse in target.room:
             raise ValidationError(f"driver refuses room {target.room!r}")
 
-    def join(self, target: RoomTarget, display_name: str, cancelled: threading.Event) -> None:
+    def join(self, target: RoomTarget, display_name: str, cancelled: threading.Event,
+             dialogue: Any = None) -> None:
         self.actions.append(f"join:{display_name}")
         self.targets.append(target)
         if self.fail_join:
@@ -215,7 +216,8 @@ def test_pool_call_for_a_meeting_is_answered_then_joins_its_room_and_is_ready_ag
     call_fields = {k: v for k, v in controller.call_fields().items() if not k.startswith("registration")}
     assert call_fields == {"room": None, "call_platform": None, "meeting": None, "caller": None,
                                         "caller_uri": None, "call_started": None, "call_direction": None,
-                                        "last_end_reason": "caller hung up"}
+                                        "last_end_reason": "caller hung up", "joining": None,
+                                        "join_progress": None}
     # the default rule: room = the meeting as dialled, on the default platform
     ring(controller, control, "c2", "1234")
     controller.handle(call("CALL_ESTABLISHED", "c2"))

@@ -37,7 +37,8 @@ class FailingRoom(FakeRoom):
         super().__init__()
         self.error = error
 
-    def join(self, target: RoomTarget, display_name: str, cancelled: threading.Event) -> None:
+    def join(self, target: RoomTarget, display_name: str, cancelled: threading.Event,
+             dialogue: Any = None) -> None:
         self.actions.append(f"join:{display_name}")
         self.targets.append(target)
         raise self.error

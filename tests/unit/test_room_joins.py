@@ -53,7 +53,8 @@ class SlowRoom:
     def check(self, target: RoomTarget) -> None:
         pass
 
-    def join(self, target: RoomTarget, display_name: str, cancelled: threading.Event) -> None:
+    def join(self, target: RoomTarget, display_name: str, cancelled: threading.Event,
+             dialogue: Any = None) -> None:
         self.threads.add(threading.current_thread().name)
         self.cancelled = cancelled
         self.events.append(f"join:{display_name}")
