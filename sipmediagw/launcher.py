@@ -172,8 +172,8 @@ def room_options(settings: Settings) -> tuple[dict[str, Any], dict[str, str]]:
     except Exception as exc:  # a driver that does not even import
         raise ValidationError(f"{settings.browsing_dir / (settings.platform + '.py')}: the driver cannot be loaded: "
                               f"{exc.__class__.__name__}: {exc}") from None
-    check_against_driver(driver, settings.room_options, secrets)
-    return dict(settings.room_options), secrets
+    checked = check_against_driver(driver, settings.room_options, secrets)
+    return {key: checked[key] for key in settings.room_options}, secrets  # typed: "2" -> 2 for an int option
 
 
 def check_rooms(settings: Settings, request: LaunchRequest) -> RoomPlan:

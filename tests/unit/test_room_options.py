@@ -158,7 +158,7 @@ def test_launch_passes_plain_options_in_the_environment_and_secrets_in_the_secre
     assert result.exit_code == 0, result.output
     [gateway] = fake.gateways()
     environment = gateway.attrs["Config"]["Env"]
-    assert json.loads(environment["SIPMEDIAGW_ROOM_OPTIONS"]) == {"page": "videoroomtest.html", "retries": "2"}
+    assert json.loads(environment["SIPMEDIAGW_ROOM_OPTIONS"]) == {"page": "videoroomtest.html", "retries": 2}
     [(uid, mode, content)] = gateway.files.values()
     assert content.decode().splitlines() == ["<sip:gw1@h>;auth_pass=SECRET1", "room-secret password=Room-Pw-777"]
     assert mode & 0o077 == 0

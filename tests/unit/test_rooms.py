@@ -63,7 +63,8 @@ def test_jitsi_url_skips_prejoin_and_sets_the_name() -> None:
     room = Jitsi(None, "https://rendez-vous.renater.fr", "MyRoom")
     room.display_name = "Alice Caller"
     parts, params = _split(room.url())
-    assert (parts.scheme, parts.netloc, parts.path, parts.query) == ("https", "rendez-vous.renater.fr", "/MyRoom", "")
+    assert (parts.scheme, parts.netloc, parts.path, parts.query) == ("https", "rendez-vous.renater.fr", "/MyRoom",
+                                                                    "lang=en")
     assert params["config.prejoinConfig.enabled"] is False
     assert params["userInfo.displayName"] == "Alice Caller"
 
@@ -74,7 +75,7 @@ def test_jitsi_hostile_names_stay_in_their_place(room: str, name: str) -> None:
     driver = Jitsi(None, "https://meet.example.org/base", room)
     driver.display_name = name
     parts, params = _split(driver.url())
-    assert parts.netloc == "meet.example.org" and parts.query == ""
+    assert parts.netloc == "meet.example.org" and parts.query == "lang=en"
     prefix, _, segment = parts.path.rpartition("/")
     assert prefix == "/base"  # exactly one segment added under the base path
     assert urllib.parse.unquote(segment) == room
