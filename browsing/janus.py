@@ -86,9 +86,13 @@ class JanusRoom(Room):
         name.clear()
         name.send_keys(demo_display_name(display_name))
         self.driver.find_element(By.ID, "register").click()
-        # The demo sets `myid` (a page global) on "joined".
-        wait.until(lambda d: d.execute_script("return typeof myid !== 'undefined' && myid !== null"),
-                   message=f"janus: not joined in room {self.room}")
+        # The demo sets `myid` (a page global) on "joined", then publishes: joined means our PeerConnection is up
+        # (the demo's `webrtcState(true)`: the room gets our media), not only the room's answer.
+        wait.until(lambda d: d.execute_script(
+            "return typeof myid !== 'undefined' && myid !== null && typeof sfutest !== 'undefined' && !!sfutest"
+            " && !!sfutest.webrtcStuff && !!sfutest.webrtcStuff.pc"
+            " && ['connected', 'completed'].indexOf(sfutest.webrtcStuff.pc.iceConnectionState) >= 0"),
+            message=f"janus: not joined in room {self.room}")
 
     def leave(self) -> None:
         """Destroy the Janus session (else we stay a ghost publisher for a minute), then go to about:blank."""
