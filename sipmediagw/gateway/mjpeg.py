@@ -285,16 +285,30 @@ class _HttpServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.token = token
         self.streams = threading.BoundedSemaphore(MAX_STREAMS)
         self._connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._open = 0  # connections accepted and not finished (each on its own thread)
+        self._open_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    @property
+    def open_connections(self) -> int:
+        """Connections accepted and being served now (at most MAX_CONNECTIONS)."""
+        with self._open_lock:
+            return self._open
+
+    def _count(self, step: int) -> None:
+        with self._open_lock:
+            self._open += step
 
     def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
         # on the serving thread: a connection over the limit is closed before a thread is made for it
         if not self._connections.acquire(blocking=False):
             self.shutdown_request(request)
             return
+        self._count(+1)
         try:
             super().process_request(request, client_address)
         except BaseException:
+            self._count(-1)
             self._connections.release()
             raise
 
@@ -302,6 +316,7 @@ class _HttpServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         try:
             super().process_request_thread(request, client_address)
         finally:
+            self._count(-1)
             self._connections.release()
 
 

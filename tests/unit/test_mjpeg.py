@@ -115,8 +115,8 @@ TOKEN = "t0k3n-Of_the_relay"
 
 
 @pytest.fixture
-def http_relay(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, _FrameHub]]:
-    """The relay's HTTP server with a hub fed a frame every 50 ms; yields (base URL, hub)."""
+def http_relay(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, _HttpServer]]:
+    """The relay's HTTP server with a hub fed a frame every 50 ms; yields (base URL, server)."""
     monkeypatch.setattr(mjpeg._Handler, "timeout", 0.5)  # REQUEST_TIMEOUT, shortened for the test
     hub = _FrameHub()
     hub.publish(fake_jpeg(b"first"))
@@ -130,7 +130,7 @@ def http_relay(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, _FrameHub
     threads = [threading.Thread(target=server.serve_forever, daemon=True), threading.Thread(target=feed, daemon=True)]
     for thread in threads:
         thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", hub
+    yield f"http://127.0.0.1:{server.server_address[1]}", server
     stop.set()
     hub.close()
     server.shutdown()
@@ -145,7 +145,7 @@ def _get(url: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def test_only_the_token_paths_answer(http_relay: tuple[str, _FrameHub]) -> None:
+def test_only_the_token_paths_answer(http_relay: tuple[str, _HttpServer]) -> None:
     base, _ = http_relay
     status, body = _get(f"{base}/{TOKEN}/snapshot.jpg")
     assert status == 200 and body.startswith(b"\xff\xd8")
@@ -155,7 +155,7 @@ def test_only_the_token_paths_answer(http_relay: tuple[str, _FrameHub]) -> None:
         assert (status, body) == (404, b""), path  # the same bare answer: nothing tells a wrong token from a path
 
 
-def test_at_most_two_streams_at_once(http_relay: tuple[str, _FrameHub]) -> None:
+def test_at_most_two_streams_at_once(http_relay: tuple[str, _HttpServer]) -> None:
     base, _ = http_relay
     streams = [urllib.request.urlopen(f"{base}/{TOKEN}/stream", timeout=5) for _ in range(mjpeg.MAX_STREAMS)]
     try:
@@ -180,14 +180,17 @@ def _get_status_of_stream(url: str) -> int:
         return exc.code
 
 
-def test_connections_are_capped_and_idle_ones_dropped(http_relay: tuple[str, _FrameHub],
+def test_connections_are_capped_and_idle_ones_dropped(http_relay: tuple[str, _HttpServer],
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    base, _ = http_relay
+    base, server = http_relay
     port = int(base.rsplit(":", 1)[1])
     monkeypatch.setattr(mjpeg._Handler, "timeout", 2.0)  # long enough for the extra connection to meet a full house
     idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(mjpeg.MAX_CONNECTIONS)]
     try:
-        time.sleep(0.2)  # every one accepted, each on its own thread, none has sent a request
+        deadline = time.monotonic() + 10  # every one accepted, each on its own thread, none has sent a request
+        while server.open_connections < mjpeg.MAX_CONNECTIONS:
+            assert time.monotonic() < deadline, f"only {server.open_connections} connections accepted"
+            time.sleep(0.01)
         extra = socket.create_connection(("127.0.0.1", port), timeout=5)
         extra.sendall(f"GET /{TOKEN}/snapshot.jpg HTTP/1.0\r\n\r\n".encode())
         assert extra.recv(100) == b""  # over the limit: closed unanswered, no thread made for it
