@@ -13,6 +13,12 @@ Measured with the image's Chromium 156 (cap_drop ALL, no-new-privileges, user 10
 with CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNET and ``chroot``; it works with every call below denied, ``mount``,
 ``umount2``, ``pivot_root``, ``setns`` and ``ptrace`` included.
 
+One ``mount`` is let through: the launcher that hides the secret folders from the browser (gateway/isolation.py)
+covers them with an empty tmpfs in a mount namespace of its own, with flags exactly MOUNT_FLAGS (read-only, nosuid,
+nodev, noexec: no bind, move, remount or propagation change can carry those flags). A mount made in a namespace the
+caller owns changes that namespace only; nothing else (``umount2``, ``pivot_root``, ``setns``, the new mount API) is
+needed, and the launcher refuses ``mount`` to chromedriver and Chromium with a filter of its own before exec.
+
 ``python3 -m sipmediagw.seccomp`` prints the profile (the checked-in file is this output; a unit test compares).
 """
 
@@ -31,6 +37,8 @@ EPERM = 1
 AF_INET, AF_INET6, AF_NETLINK, AF_PACKET = 2, 10, 16, 17
 SOCK_RAW, SOCK_TYPE_MASK = 3, 0xF  # the type argument also carries SOCK_NONBLOCK / SOCK_CLOEXEC
 NETLINK_NETFILTER = 12
+#: mount()'s flags for the launcher's covers (gateway/isolation.py): MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+MOUNT_FLAGS = 0x1 | 0x2 | 0x4 | 0x8
 #: the personality() values a program may still set: PER_LINUX, PER_LINUX32 and UNAME26 (alone or together); a
 #: larger one holds a flag that turns exploit mitigations off in the children (ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC...)
 PERSONALITY_MAX = 0x20008
@@ -73,10 +81,15 @@ DENIED: tuple[Denied, ...] = (
     Denied(("ptrace", "process_vm_readv", "process_vm_writev"),
            "every process of the container runs as uid 10001: a compromised browser could read the supervisor's "
            "memory (the account password) or write into baresip's"),
-    Denied(("mount", "umount2", "umount", "pivot_root", "move_mount", "open_tree", "fsopen", "fsconfig", "fsmount",
+    Denied(("umount2", "umount", "pivot_root", "move_mount", "open_tree", "fsopen", "fsconfig", "fsmount",
             "fspick", "mount_setattr"),
            "mounting is possible inside a new user namespace (which Chromium's sandbox needs us to allow) and brings "
-           "filesystem code within reach; the sandbox itself never mounts"),
+           "filesystem code within reach; neither the sandbox nor our launcher unmounts, moves or clones a mount"),
+    Denied(("mount",), "the one mount the gateway makes is the launcher's empty read-only tmpfs over the secret "
+                       "folders, in the browser's own mount namespace (gateway/isolation.py): any other flags (a "
+                       "bind, a move, a remount, a propagation change, a writable, executable or set-uid mount) are "
+                       "refused; a namespaced mount only changes the namespace its caller owns",
+           (_arg(3, "SCMP_CMP_NE", MOUNT_FLAGS),)),
     Denied(("setns",), "joining another process's namespaces: the sandbox only creates new ones"),
     Denied(("swapon", "swapoff", "acct", "quotactl", "quotactl_fd", "syslog", "vhangup", "lookup_dcookie",
             "nfsservctl", "uselib", "iopl", "ioperm", "vm86", "vm86old"),

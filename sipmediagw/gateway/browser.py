@@ -26,8 +26,10 @@ from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 
 from ..room import Room
+from . import isolation
+from .isolation import IsolationCheck
 from .join_dialogue import JoinDialogue
-from .logs import LogSink
+from .logs import LogSink, get_logger
 from .overlay import BrowserControls, Panel
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -190,6 +192,19 @@ class _CancellableChrome(webdriver.Chrome):  # type: ignore[misc]
         return super().execute(driver_command, params)
 
 
+class _LauncherService(Service):  # type: ignore[misc]
+    """chromedriver's Service started through a launcher command (gateway/isolation.py): Selenium runs
+    ``launcher[0]`` with ``launcher[1:]`` before chromedriver's own arguments; the launcher execs chromedriver, so the
+    process Selenium watches and stops is chromedriver's (the same in selenium 4.8.3 and current selenium)."""
+
+    def __init__(self, launcher: Sequence[str], **kwargs: Any) -> None:
+        self._launcher = list(launcher)
+        super().__init__(executable_path=self._launcher[0], **kwargs)
+
+    def command_line_args(self) -> list[str]:
+        return [*self._launcher[1:], *super().command_line_args()]
+
+
 class Browser:
     """Chromium on an X display, pre-warmed on about:blank, with the gateway's camera/microphone injected."""
 
@@ -211,6 +226,8 @@ class Browser:
         audio_only: bool = False,
         page_load_timeout: float = PAGE_LOAD_TIMEOUT,
         sandbox: bool = False,
+        isolate: bool | None = None,
+        hidden: Sequence[str] | None = None,
     ) -> None:
         self.display = display
         self.env = dict(env)
@@ -227,6 +244,12 @@ class Browser:
         self.audio_only = audio_only
         self.page_load_timeout = page_load_timeout
         self.sandbox = sandbox  # Chromium's own sandbox (gateway/sandbox.py decides whether it can work here)
+        # chromedriver and Chromium in namespaces of their own where the secret folders are covered (isolation.py):
+        # by default where the sandbox works, since both need user namespaces (the launcher falls back by itself)
+        self.isolate = sandbox if isolate is None else isolate
+        self.hidden = tuple(isolation.secret_folders(os.environ) if hidden is None else hidden)
+        #: the launcher's outcome at the last start (None: not isolated by choice, or not started)
+        self.isolation: IsolationCheck | None = None
         self._driver: Any = None
         self._workdir: str | None = None
         self._stop_followers = threading.Event()
@@ -288,11 +311,17 @@ class Browser:
             "translate.enabled": False,
         })
         # service_args works identically in selenium 4.8.3 (log_path) and current selenium (log_output).
-        service = Service(
-            executable_path=self.chromedriver,
-            service_args=[f"--log-path={work / 'chromedriver.log'}", "--log-level=WARNING"],
-            env={**os.environ, **self.env, "DISPLAY": self.display},
-        )
+        service_kwargs: dict[str, Any] = {
+            "service_args": [f"--log-path={work / 'chromedriver.log'}", "--log-level=WARNING"],
+            "env": {**os.environ, **self.env, "DISPLAY": self.display},
+        }
+        report = work / "isolation.json"
+        self.isolation = None
+        if self.isolate:
+            service = _LauncherService(isolation.launcher_argv(self.chromedriver, self.hidden, str(report)),
+                                       **service_kwargs)
+        else:
+            service = Service(executable_path=self.chromedriver, **service_kwargs)
         if self.log is not None:
             # chromedriver's log also carries Chromium's stderr.
             follower = _FileFollower(work / "chromedriver.log", self.log, self._stop_followers)
@@ -313,7 +342,21 @@ class Browser:
         except Exception:
             self.quit()
             raise
+        if self.isolate:
+            self.isolation = self._read_isolation(report)
+            if self.isolation.available:
+                self._emit(f"secrets hidden from chromium: {self.isolation.reason}")
+            else:
+                self._emit(f"secrets NOT hidden from chromium (it runs in the gateway's namespaces): "
+                           f"{self.isolation.reason}")
         self._emit("chromium ready on about:blank")
+
+    @staticmethod
+    def _read_isolation(report: Path) -> IsolationCheck:
+        try:
+            return IsolationCheck.from_json(report.read_text(encoding="utf-8"))
+        except (OSError, ValueError, KeyError) as exc:
+            return IsolationCheck(False, f"no report from the isolation launcher ({exc.__class__.__name__})")
 
     def _fill_display(self) -> None:
         """Resize Chromium's window to the whole display: without a window manager its fullscreen/kiosk window is one
@@ -470,6 +513,13 @@ class BrowserRoomSession:
         caller goes to `dialogue` and is drawn over the page (the caller's screen)."""
         with self.browser.page_action(cancelled) as driver:
             self.room = self.room_cls(driver, self.base_url, self.room_name, self.options)
+            # which page the driver opens, without its query or fragment (where tokens and room secrets travel)
+            try:
+                page = urlsplit(self.room.url())
+                get_logger("rooms").info("%s: opening %s://%s%s", self.room.platform, page.scheme, page.netloc,
+                                         page.path)
+            except Exception:  # noqa: BLE001 - only a log line: the join itself reports what is wrong
+                pass
             if dialogue is not None:
                 screen = BrowserControls(lambda: driver, lambda: None)
                 self.room.on_progress = lambda text: _tell_caller(screen, dialogue, text)
