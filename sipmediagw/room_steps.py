@@ -44,7 +44,7 @@ from .room import (
     check_base_url,
     url_path_segment,
 )
-from .settings import MAX_CONFIG_BYTES, _refuse_aliases
+from .settings import compose_yaml_file
 
 #: seconds a wait step lasts when the file gives no `timeout` (the option join_timeout overrides it)
 DEFAULT_TIMEOUT = 30.0
@@ -285,28 +285,7 @@ class StepsSpec:
 
 def _compose(path: Path) -> yaml.Node | None:
     """The file's YAML node tree, under the settings loader's bounds (size cap, nesting, no anchors or aliases)."""
-    # The same bounds and errors as settings.read_config_file, whose reading part is not a function of its own yet.
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_CONFIG_BYTES + 1)
-        text = data.decode("utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read platform file {path}: {exc.strerror}") from exc
-    except UnicodeDecodeError:
-        raise ConfigError(f"platform file {path} is not UTF-8 text") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"platform file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB")
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise FileLineError(str(path), mark.line + 1 if mark else 1,
-                            f"invalid YAML: {getattr(exc, 'problem', exc)}") from None
-    except RecursionError:
-        raise ConfigError(f"platform file {path}: YAML nested too deeply") from None
-    if root is not None:
-        _refuse_aliases(path, root)
-    return root
+    return compose_yaml_file(path, "platform file")
 
 
 class _Parser:

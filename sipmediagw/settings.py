@@ -228,18 +228,19 @@ def config_search_path(env: Mapping[str, str]) -> list[Path]:
     ]
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
-    """Read a YAML settings file; unknown keys and bad values are errors naming the file and line."""
+def compose_yaml_file(path: Path, what: str = "config file") -> yaml.Node | None:
+    """The YAML node tree of an operator's file (`what`: how errors name it), bounded: at most MAX_CONFIG_BYTES,
+    UTF-8, not nested too deeply, no anchors or aliases. The one reader of settings and YAML platforms."""
     try:
         with path.open("rb") as handle:
-            data = handle.read(MAX_CONFIG_BYTES + 1)  # never more: a settings file is a few hundred bytes
+            data = handle.read(MAX_CONFIG_BYTES + 1)  # never more: such a file is a few hundred bytes
         text = data.decode("utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from exc
     except UnicodeDecodeError:
-        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+        raise ConfigError(f"{what} {path} is not UTF-8 text") from None
     if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a settings file")
+        raise ConfigError(f"{what} {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a {what}")
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -247,10 +248,17 @@ def read_config_file(path: Path) -> dict[str, Any]:
         line = mark.line + 1 if mark else 1
         raise FileLineError(str(path), line, f"invalid YAML: {getattr(exc, 'problem', exc)}") from exc
     except RecursionError:
-        raise ConfigError(f"config file {path}: YAML nested too deeply") from None
+        raise ConfigError(f"{what} {path}: YAML nested too deeply") from None
+    if root is not None:
+        _refuse_aliases(path, root)
+    return root
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a YAML settings file; unknown keys and bad values are errors naming the file and line."""
+    root = compose_yaml_file(path)
     if root is None:
         return {}
-    _refuse_aliases(path, root)
     if not isinstance(root, yaml.MappingNode):
         raise FileLineError(str(path), root.start_mark.line + 1, "expected a mapping of setting: value")
     values: dict[str, Any] = {}
@@ -279,7 +287,7 @@ def _refuse_aliases(path: Path, root: yaml.Node) -> None:
         node = pending.pop()
         if id(node) in seen:
             raise FileLineError(str(path), node.start_mark.line + 1, "YAML anchors and aliases (&name, *name) are "
-                                "not accepted in settings: write the value out")
+                                "not accepted: write the value out")
         seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
             pending.extend(part for pair in node.value for part in pair)
