@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from drills_table import merge_rows
 from sipmediagw import dockerops, labels
 from sipmediagw.backends.engine import EngineBackend
 from sipmediagw.launcher import discard_gateway
@@ -79,9 +80,7 @@ def registrar(tmp_path_factory: pytest.TempPathFactory, bridge_ip: str) -> Itera
 @pytest.fixture(scope="module", autouse=True)
 def drills_table(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     yield
-    target = Path(os.environ.get("SIPMEDIAGW_DRILLS_TABLE") or tmp_path_factory.getbasetemp() / "drills.json")
-    target.write_text(json.dumps(ROWS, indent=1) + "\n")
-    sys.stderr.write(f"\nfault drills: {len(ROWS)} rows in {target}\n")
+    merge_rows(ROWS, tmp_path_factory.getbasetemp(), "fault drills")
 
 
 class Host:
