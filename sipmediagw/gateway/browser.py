@@ -520,11 +520,19 @@ class BrowserRoomSession:
                                          page.path)
             except Exception:  # noqa: BLE001 - only a log line: the join itself reports what is wrong
                 pass
-            if dialogue is not None:
-                screen = BrowserControls(lambda: driver, lambda: None)
-                self.room.on_progress = lambda text: _tell_caller(screen, dialogue, text)
-                self.room.on_ask = lambda prompt, timeout: _ask_caller(screen, dialogue, prompt, timeout, cancelled)
+            if dialogue is None:
+                self.room.join(display_name)
+                return
+            screen = BrowserControls(lambda: driver, lambda: None)
+            self.room.on_progress = lambda text: _tell_caller(screen, dialogue, text)
+            self.room.on_ask = lambda prompt, timeout: _ask_caller(screen, dialogue, prompt, timeout, cancelled)
+            generation = dialogue.generation
             self.room.join(display_name)
+            if dialogue.generation != generation:  # a wait or a question was drawn: the caller sees the room now
+                try:
+                    screen.draw([], None, 0)
+                except Exception:  # noqa: BLE001 - the room is joined; a panel left over is cosmetic
+                    pass
 
     def leave(self) -> None:
         """Leave the room (if joined) and go back to about:blank; never raises for an already-gone page."""
