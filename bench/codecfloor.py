@@ -113,3 +113,23 @@ def measure(sip_in: Stream, sip_out: Stream, room_out: Stream, room_in: Stream, 
     result["sip_leg_pct_of_one_core"] = round(100 * sip / seconds, 1)
     result["both_legs_pct_of_one_core"] = round(100 * (sip + room) / seconds, 1)
     return result
+
+
+def measure_audio(workdir: Path, seconds: float = 60, codec: str = "opus") -> dict:
+    """The audio-only call's floor: the caller's audio decoded + the room's encoded (SIP leg), the same on the room
+    leg (Chromium), each one mono 48 kHz Opus stream at 20 ms frames (or G.711 mu-law at 8 kHz), timed as above."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    rate, args, ext = ((48000, ["-c:a", "libopus", "-b:a", "32000", "-frame_duration", "20", "-application",
+                               "voip"], "ogg") if codec == "opus"
+                       else (8000, ["-c:a", "pcm_mulaw"], "wav"))
+    source = ["-f", "lavfi", "-i", f"sine=frequency=1000:sample_rate={rate}", "-t", f"{seconds:g}", "-ac", "1"]
+    base = [FFMPEG, "-nostdin", "-loglevel", "error", "-y", "-threads", "1"]
+    generate = timed([*base, *source, "-f", "null", "-"])
+    path = workdir / f"audio.{ext}"
+    encode = max(0.0, timed([*base, *source, *args, str(path)]) - generate)
+    decode = timed([*base, "-i", str(path), "-f", "null", "-"])
+    path.unlink(missing_ok=True)
+    per_leg = encode + decode
+    return {"codec": codec, "seconds_of_media": seconds, "encode_cpu_s": round(encode, 3),
+            "decode_cpu_s": round(decode, 3), "sip_leg_pct_of_one_core": round(100 * per_leg / seconds, 2),
+            "both_legs_pct_of_one_core": round(200 * per_leg / seconds, 2)}
