@@ -85,9 +85,11 @@
     let lastFrameAt = 0;
 
     function indexOfMarker(buf, from, second) {
-      // Position of the two-byte JPEG marker 0xFF <second> at or after `from`, or -1.
-      for (let i = from; i < buf.length - 1; i++) {
-        if (buf[i] === 0xff && buf[i + 1] === second) {
+      // Position of the two-byte JPEG marker 0xFF <second> at or after `from`, or -1. The native indexOf jumps from
+      // one 0xFF to the next (measured on 640x360 frames: half the time of a byte loop in 64 KiB reads, a sixth in
+      // 1 KB reads; docs/benchmarks.md).
+      for (let i = buf.indexOf(0xff, from); i >= 0 && i < buf.length - 1; i = buf.indexOf(0xff, i + 1)) {
+        if (buf[i + 1] === second) {
           return i;
         }
       }
@@ -110,28 +112,40 @@
         }
         const reader = response.body.getReader();
         let buf = new Uint8Array(0);
+        // Bytes at the start of `buf` (which then begins with an SOI) already searched for the EOI: a frame arrives
+        // in several chunks, and each chunk resumes the search instead of starting over.
+        let searched = 0;
         for (;;) {
           const chunk = await reader.read();
           if (chunk.done) {
             break;
           }
-          const joined = new Uint8Array(buf.length + chunk.value.length);
-          joined.set(buf);
-          joined.set(chunk.value, buf.length);
-          buf = joined;
+          if (buf.length) {
+            const joined = new Uint8Array(buf.length + chunk.value.length);
+            joined.set(buf);
+            joined.set(chunk.value, buf.length);
+            buf = joined;
+          } else {
+            buf = chunk.value;
+          }
           for (;;) {
-            const soi = indexOfMarker(buf, 0, 0xd8);
+            const soi = searched ? 0 : indexOfMarker(buf, 0, 0xd8);
             if (soi < 0) {
-              buf = buf.slice(Math.max(0, buf.length - 1));
+              buf = buf.subarray(Math.max(0, buf.length - 1));
               break;
             }
-            const eoi = indexOfMarker(buf, soi + 2, 0xd9);
+            if (soi > 0) {
+              buf = buf.subarray(soi);
+            }
+            const eoi = indexOfMarker(buf, Math.max(2, searched), 0xd9);
             if (eoi < 0) {
-              buf = buf.slice(soi);
+              searched = Math.max(2, buf.length - 1); // a marker split across chunks is found next time
               break;
             }
-            const jpeg = buf.slice(soi, eoi + 2);
-            buf = buf.slice(eoi + 2);
+            searched = 0;
+            // views, not copies: `buf` is never written to (each chunk makes a new array)
+            const jpeg = buf.subarray(0, eoi + 2);
+            buf = buf.subarray(eoi + 2);
             try {
               onFrame(await createImageBitmap(new Blob([jpeg], { type: 'image/jpeg' })));
               lastFrameAt = Date.now();

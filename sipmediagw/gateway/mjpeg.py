@@ -2,8 +2,10 @@
 
 baresip's x11 display module draws the caller's video unscaled, at the remote frame size, in a window at the top-left
 of the caller display. The relay finds that window (xdotool), grabs exactly its region and scales it to the camera
-size with letterboxing (never cropping, never distorting). A watcher re-evaluates the window every second and
-restarts ffmpeg when it appears, disappears or changes size.
+size with letterboxing (never cropping, never distorting). A watcher re-evaluates the window every second (one
+xdotool run) and restarts ffmpeg when it appears, disappears or changes size. Without a caller window (an idle
+gateway, a call without video yet) ffmpeg grabs one still frame of the display and exits: an idle gateway runs no
+ffmpeg at all (a 2 fps grab of the 1920x1080 caller display cost ~1 % of a core and 23 MiB, docs/benchmarks.md).
 
 ffmpeg's stdout and stderr belong to ManagedProcess (they become log lines), so ffmpeg sends its MJPEG stream to a
 private unix socket the relay listens on (in a folder of its own, mode 0700); each ffmpeg run is one connection. Not
@@ -44,8 +46,6 @@ SOI = b"\xff\xd8"  # JPEG start of image
 EOI = b"\xff\xd9"  # JPEG end of image
 _MAX_FRAME = 8 * 1024 * 1024  # a frame bigger than this means we lost sync: drop the buffer
 BOUNDARY = "sipmediagwframe"
-IDLE_FPS = 2  # frame rate while no caller video window exists (the page keeps drawing the last frame); the
-# first frame of a grab comes one to two frame periods after ffmpeg starts, and the camera's ready check waits for it
 WATCH_INTERVAL = 1.0  # seconds between window checks; baresip resizes its window at most on a new remote size
 #: concurrent /stream clients: the page's camera, plus one for its reconnection while the old one is noticed gone
 MAX_STREAMS = 2
@@ -53,6 +53,9 @@ MAX_STREAMS = 2
 MAX_CONNECTIONS = 8
 #: seconds a client has to send its request (and a stream client to take a frame) before it is dropped
 REQUEST_TIMEOUT = 5.0
+#: a stream without a new frame for this long gets the last one again (a still frame): inject.js takes a stream
+#: silent for STALL_MS (10 s) for a broken one and reconnects
+RESEND_AFTER = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,24 +118,33 @@ def fit_filter(source: tuple[int, int], target: tuple[int, int]) -> str:
     return f"scale={w}:{h}:flags=bilinear,pad={tw}:{th}:{(tw - w) // 2}:{(th - h) // 2}:black,format=yuvj420p"
 
 
-def ffmpeg_argv(display: str, region: Region, size: tuple[int, int], fps: int, output_url: str) -> list[str]:
-    """The ffmpeg command grabbing `region` of `display`, scaled to `size`, as MJPEG to `output_url`."""
+def ffmpeg_argv(display: str, region: Region, size: tuple[int, int], fps: int, output_url: str,
+                frames: int | None = None) -> list[str]:
+    """The ffmpeg command grabbing `region` of `display`, scaled to `size`, as MJPEG to `output_url`; with `frames`,
+    it exits after that many."""
     return [
         "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error",
         "-f", "x11grab", "-draw_mouse", "0", "-framerate", str(fps),
         "-video_size", f"{region.width}x{region.height}",
         "-i", f"{display}+{region.x},{region.y}",
         "-vf", fit_filter((region.width, region.height), size),
-        # one encoder thread: frame threading holds back 1-2 frames (130 ms at 15 fps, 2 s at IDLE_FPS)
-        "-an", "-c:v", "mjpeg", "-q:v", "5", "-threads", "1", "-f", "mjpeg", output_url,
+        # one encoder thread: frame threading holds back 1-2 frames (130 ms at 15 fps)
+        "-an", "-c:v", "mjpeg", "-q:v", "5", "-threads", "1",
+        *(["-frames:v", str(frames)] if frames else []),
+        "-f", "mjpeg", output_url,
     ]
 
 
-def _xdotool(display: str, *args: str) -> str:
-    result = subprocess.run(
-        ["xdotool", *args], env={**os.environ, "DISPLAY": display}, capture_output=True, text=True, timeout=5,
-    )
-    return result.stdout if result.returncode == 0 else ""
+def _xdotool(display: str, *args: str, any_status: bool = False) -> str:
+    try:
+        result = subprocess.run(
+            ["xdotool", *args], env={**os.environ, "DISPLAY": display}, capture_output=True, text=True, timeout=5,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        # an overloaded host (seen: load 40 on 2 cores) can take more than 5 s: "no answer" is what the callers
+        # handle (the watcher tries again), an exception would end the watcher thread and with it the relay
+        return ""
+    return result.stdout if result.returncode == 0 or any_status else ""
 
 
 def display_size(display: str) -> tuple[int, int] | None:
@@ -170,16 +182,27 @@ def covers_screen(region: Region, screen: tuple[int, int]) -> bool:
     return (region.x, region.y, region.width, region.height) == (0, 0, *screen)
 
 
-def find_video_region(display: str) -> Region | None:
-    """Region of baresip's video window on `display` (whole screen if no window), None if the display is gone."""
-    screen = display_size(display)
-    if screen is None:
+def parse_display_windows(text: str) -> tuple[tuple[int, int], list[Region]] | None:
+    """Parse ``xdotool getdisplaygeometry search ... getwindowgeometry --shell %@``: the display's size (first
+    line), then one WINDOW=... block per window. None without the size line (display unreachable)."""
+    head, _, rest = text.partition("\n")
+    parts = head.split()
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
         return None
-    windows = []
-    for window_id in _xdotool(display, "search", "--onlyvisible", "--name", "").split():
-        region = parse_geometry_shell(_xdotool(display, "getwindowgeometry", "--shell", window_id))
-        if region is not None:
-            windows.append(region)
+    blocks = ["WINDOW=" + block for block in rest.split("WINDOW=")[1:]]
+    windows = [region for region in map(parse_geometry_shell, blocks) if region is not None]
+    return (int(parts[0]), int(parts[1])), windows
+
+
+def find_video_region(display: str) -> Region | None:
+    """Region of baresip's video window on `display` (whole screen if no window), None if the display is gone. One
+    xdotool run (chained commands): the watcher asks every second, and each run costs ~2 ms of CPU."""
+    # search exits 1 when it finds no window: the size line printed before still counts
+    found = parse_display_windows(_xdotool(display, "getdisplaygeometry", "search", "--onlyvisible", "--name", "",
+                                           "getwindowgeometry", "--shell", "%@", any_status=True))
+    if found is None:
+        return None
+    screen, windows = found
     return choose_region(windows, screen)
 
 
@@ -257,12 +280,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             while True:
                 with hub.cond:
-                    hub.cond.wait_for(lambda: hub.closed or (hub.frame is not None and hub.seq != seen), timeout=5)
+                    hub.cond.wait_for(lambda: hub.closed or (hub.frame is not None and hub.seq != seen),
+                                      timeout=RESEND_AFTER)
                     if hub.closed:
                         return
                     frame, seq = hub.frame, hub.seq
-                if frame is None or seq == seen:
-                    continue  # no new frame for 5 s (ffmpeg restarting): keep the connection, wait again
+                if frame is None:
+                    continue  # no frame yet: keep the connection, wait again
+                # else a new frame, or the same one again after RESEND_AFTER (a still frame, ffmpeg restarting)
                 seen = seq
                 self.wfile.write(
                     f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(frame)}\r\n\r\n".encode()
@@ -344,6 +369,7 @@ class MjpegRelay:
         self._region: Region | None = None
         self._screen: tuple[int, int] | None = None
         self._grab_fps = fps
+        self._still = False  # no caller window: ffmpeg grabbed one frame and exited (not a failure)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()  # guards ffmpeg restarts (watcher vs stop)
@@ -363,7 +389,7 @@ class MjpegRelay:
 
     @property
     def grab_fps(self) -> int:
-        """The frame rate ffmpeg grabs at now: `fps` with a caller video window, IDLE_FPS without."""
+        """The frame rate ffmpeg grabs at now: `fps` with a caller video window, 0 without (one still frame)."""
         return self._grab_fps
 
     def start(self) -> None:
@@ -385,13 +411,16 @@ class MjpegRelay:
         self._emit(f"serving {self.url} from {self.display} at {self.size[0]}x{self.size[1]}")
 
     def alive(self) -> bool:
-        """True while the HTTP server runs and ffmpeg is grabbing."""
+        """True while the HTTP server runs and ffmpeg is grabbing (or has grabbed its still frame)."""
         return (
             not self._stop.is_set()
             and all(t.is_alive() for t in self._threads)
             and self._ffmpeg is not None
-            and self._ffmpeg.alive()
+            and self._ffmpeg_ok(self._ffmpeg)
         )
+
+    def _ffmpeg_ok(self, ffmpeg: ManagedProcess) -> bool:
+        return ffmpeg.alive() or (self._still and ffmpeg.returncode == 0)
 
     def wait_frame(self, timeout: float) -> bytes:
         """Block until a frame has been received (used as the ready check); raise ComponentFailed on timeout."""
@@ -433,13 +462,16 @@ class MjpegRelay:
             assert self._ingest is not None
             ingest = self._ingest.getsockname()
             self._region = region
-            # No caller video yet: an empty screen at full rate would cost ~18 % of a core for nothing.
-            fps = IDLE_FPS if self._screen and covers_screen(region, self._screen) else self.fps
-            self._grab_fps = fps
-            self._emit(f"grabbing {region.width}x{region.height}+{region.x}+{region.y} of {self.display} at {fps} fps")
+            # No caller video: one still frame of the (empty) display, then no ffmpeg until a window appears; the
+            # page repaints the last frame by itself (inject.js).
+            self._still = bool(self._screen and covers_screen(region, self._screen))
+            self._grab_fps = 0 if self._still else self.fps
+            what = "one still frame" if self._still else f"{self.fps} fps"
+            self._emit(f"grabbing {region.width}x{region.height}+{region.x}+{region.y} of {self.display}: {what}")
             self._ffmpeg = ManagedProcess(
                 "ffmpeg-camera",
-                ffmpeg_argv(self.display, region, self.size, fps, f"unix:{ingest}"),
+                ffmpeg_argv(self.display, region, self.size, self.fps, f"unix:{ingest}",
+                            frames=1 if self._still else None),
                 log=self._log,
                 stop_timeout=3.0,
             )
@@ -478,7 +510,7 @@ class MjpegRelay:
             if region != self._region:
                 self._emit("caller video window changed")
                 self._restart_ffmpeg(region)
-            elif ffmpeg is not None and not ffmpeg.alive():
+            elif ffmpeg is not None and not self._ffmpeg_ok(ffmpeg):
                 self._emit(f"ffmpeg exited ({ffmpeg.returncode}); restarting")
                 time.sleep(WATCH_INTERVAL)
                 self._restart_ffmpeg(region)

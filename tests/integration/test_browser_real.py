@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from sipmediagw.gateway.browser import CHROMEDRIVER, CHROMIUM, Browser, BrowserRoomSession
-from sipmediagw.gateway.mjpeg import IDLE_FPS, MjpegRelay
+from sipmediagw.gateway.mjpeg import MjpegRelay
 from sipmediagw.room import load_room_driver
 from sipmediagw.testbed import participant as participant_module
 from sipmediagw.testbed.janus import JanusServer
@@ -380,10 +380,22 @@ def test_injected_camera_shows_caller_window_scaled_not_cropped(
 def test_relay_idles_at_low_frame_rate_until_the_caller_video_window_appears(
     caller_display: Xvfb, start_relay: Callable[..., MjpegRelay]
 ) -> None:
-    """No caller video yet: grab the empty display at IDLE_FPS; baresip's window appears: full frame rate on it."""
+    """No caller video yet: one still frame of the empty display, then no ffmpeg runs; baresip's window appears:
+    full frame rate on it."""
     relay = start_relay(display=caller_display.display, size=CAMERA, fps=15)
     relay.wait_frame(20)
-    assert relay.grab_fps == IDLE_FPS and relay.region is not None and relay.region.width > 320
+    assert relay.grab_fps == 0 and relay.region is not None and relay.region.width > 320
+
+    def grabbing() -> list[int]:
+        running = []
+        for proc in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):  # gone, or exited and not yet reaped (a zombie)
+                if proc.name() == "ffmpeg" and f"{caller_display.display}+0,0" in proc.cmdline():
+                    running.append(proc.pid)
+        return running
+
+    wait_for(lambda: not grabbing(), 20, "the still grab's ffmpeg to exit")
+    assert relay.alive()
     caller_display.show_picture((320, 240), "red", "red")
     wait_for(lambda: relay.region is not None and relay.region.width == 320, 30, "relay to grab the window")
     assert relay.grab_fps == 15

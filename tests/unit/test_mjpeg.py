@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from sipmediagw.gateway import mjpeg
 from sipmediagw.gateway.mjpeg import (
     JpegStreamParser, MjpegRelay, Region, _FrameHub, _HttpServer, choose_region, ffmpeg_argv, fit_filter,
-    parse_geometry_shell,
+    parse_display_windows, parse_geometry_shell,
 )
 
 
@@ -107,6 +107,108 @@ def test_ffmpeg_argv_grabs_the_region_and_writes_mjpeg() -> None:
     assert argv[-3:] == ["-f", "mjpeg", "tcp://127.0.0.1:9"]
     assert argv[argv.index("-threads") + 1] == "1"  # no frame-threading delay
     assert "crop" not in " ".join(argv)
+    assert "-frames:v" not in argv  # grabs until stopped
+
+
+def test_ffmpeg_argv_for_a_still_frame_exits_after_it() -> None:
+    argv = ffmpeg_argv(":5", Region(0, 0, 1920, 1080), (640, 360), 15, "unix:/x/ingest.sock", frames=1)
+    assert argv[argv.index("-frames:v") + 1] == "1"
+    assert argv[-3:] == ["-f", "mjpeg", "unix:/x/ingest.sock"]
+
+
+def test_parse_display_windows_reads_one_chained_xdotool_run() -> None:
+    text = ("1920 1080\nWINDOW=1293\nX=0\nY=0\nWIDTH=1920\nHEIGHT=1080\nSCREEN=0\n"
+            "WINDOW=2097160\nX=0\nY=0\nWIDTH=640\nHEIGHT=360\nSCREEN=0\n")
+    screen, windows = parse_display_windows(text)  # type: ignore[misc]
+    assert screen == (1920, 1080)
+    assert windows == [Region(0, 0, 1920, 1080), Region(0, 0, 640, 360)]
+    assert choose_region(windows, screen) == Region(0, 0, 640, 360)
+    assert parse_display_windows("1280 720\n") == ((1280, 720), [])  # search found nothing
+    assert parse_display_windows("") is None  # display unreachable
+    assert parse_display_windows("Error: Can't open display\n") is None
+
+
+class FakeFfmpeg:
+    """ManagedProcess stand-in: records its command; `exit_code` None = running."""
+
+    runs: list["FakeFfmpeg"] = []
+
+    def __init__(self, name: str, argv: list[str], **_: object) -> None:
+        self.argv = argv
+        self.still = "-frames:v" in argv
+        self.exit_code: int | None = 0 if self.still else None  # a still grab is done at once
+        FakeFfmpeg.runs.append(self)
+
+    def start(self) -> None:
+        pass
+
+    def alive(self) -> bool:
+        return self.exit_code is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.exit_code
+
+    def stop(self) -> None:
+        if self.exit_code is None:
+            self.exit_code = -15
+
+
+def _wait(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_idle_relay_grabs_one_still_frame_and_runs_no_ffmpeg_until_a_window_appears(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    screen = (1920, 1080)
+    regions = [Region(0, 0, *screen)]  # what the watcher sees: no caller window yet
+    monkeypatch.setattr(mjpeg, "display_size", lambda display: screen)
+    monkeypatch.setattr(mjpeg, "find_video_region", lambda display: regions[-1])
+    monkeypatch.setattr(mjpeg, "ManagedProcess", FakeFfmpeg)
+    monkeypatch.setattr(mjpeg, "WATCH_INTERVAL", 0.02)
+    FakeFfmpeg.runs = []
+    relay = MjpegRelay(display=":9", size=(640, 360), fps=15)
+    relay.start()
+    try:
+        assert relay.grab_fps == 0 and FakeFfmpeg.runs[0].still
+        time.sleep(0.2)  # several watcher rounds
+        assert len(FakeFfmpeg.runs) == 1, "a still grab that exited 0 is not restarted"
+        assert relay.alive()
+        regions.append(Region(0, 0, 640, 360))  # the caller's video window
+        assert _wait(lambda: len(FakeFfmpeg.runs) == 2)
+        assert relay.grab_fps == 15 and not FakeFfmpeg.runs[1].still and relay.alive()
+        regions.append(Region(0, 0, *screen))  # the call ended: back to a still frame
+        assert _wait(lambda: len(FakeFfmpeg.runs) == 3)
+        assert FakeFfmpeg.runs[1].exit_code is not None and FakeFfmpeg.runs[2].still and relay.grab_fps == 0
+    finally:
+        relay.stop()
+
+
+def test_a_failed_still_grab_is_not_alive_and_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    screen = (1280, 720)
+    monkeypatch.setattr(mjpeg, "display_size", lambda display: screen)
+    monkeypatch.setattr(mjpeg, "find_video_region", lambda display: Region(0, 0, *screen))
+    monkeypatch.setattr(mjpeg, "WATCH_INTERVAL", 0.02)
+
+    class FailingFfmpeg(FakeFfmpeg):
+        def __init__(self, name: str, argv: list[str], **kw: object) -> None:
+            super().__init__(name, argv, **kw)
+            self.exit_code = 1
+
+    monkeypatch.setattr(mjpeg, "ManagedProcess", FailingFfmpeg)
+    FakeFfmpeg.runs = []
+    relay = MjpegRelay(display=":9", size=(640, 360), fps=15)
+    relay.start()
+    try:
+        assert not relay.alive()
+        assert _wait(lambda: len(FakeFfmpeg.runs) >= 2)
+    finally:
+        relay.stop()
 
 
 # -- what a page in the browser can do to the relay's HTTP side (it shares the supervisor's process) -------------
@@ -210,3 +312,32 @@ def test_each_relay_draws_its_own_token_unless_given_one() -> None:
     assert MjpegRelay(display=":9", size=(640, 360), token=first.token).token == first.token  # a restart's URL
     with pytest.raises(ValueError):
         MjpegRelay(display=":9", size=(640, 360), token="../x")
+
+
+def test_a_slow_xdotool_reads_as_no_answer_not_an_exception(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watcher thread calls this every second: an exception there would end it, and the relay with it."""
+    def slow(*args: object, **kwargs: object) -> None:
+        raise mjpeg.subprocess.TimeoutExpired("xdotool", 5)
+
+    monkeypatch.setattr(mjpeg.subprocess, "run", slow)
+    assert mjpeg.find_video_region(":9") is None
+    assert mjpeg.display_size(":9") is None
+
+
+def test_a_stream_without_new_frames_gets_the_last_one_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An idle relay has one still frame: the page's camera must keep receiving it, or it would reconnect."""
+    monkeypatch.setattr(mjpeg, "RESEND_AFTER", 0.1)
+    hub = _FrameHub()
+    hub.publish(fake_jpeg(b"still"))
+    server = _HttpServer(("127.0.0.1", 0), hub, TOKEN)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/{TOKEN}/stream",
+                                    timeout=5) as response:
+            received = b""
+            while received.count(fake_jpeg(b"still")) < 3:
+                received += response.read1(4096)
+    finally:
+        hub.close()
+        server.shutdown()
+        server.server_close()
