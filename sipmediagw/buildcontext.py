@@ -33,6 +33,7 @@ DATA_PATTERNS: tuple[str, ...] = (
     "browsing/*.py",  # the room drivers (README.md is for people, not for the image)
     "baresip/config_default",  # the baresip template only: the accounts file next to it holds passwords
     "docker/pulse/*.pa",  # PulseAudio scripts the gateway loads (gateway/media.py)
+    "docker/pulse/daemon.conf",  # PulseAudio's daemon settings: 48 kHz end to end, no resampling (gateway/media.py)
 )
 #: build litter inside the package folder that must not change the image (nor its hash)
 _SKIPPED_DIRS = ("__pycache__", BUNDLE_DIR_NAME)

@@ -12,6 +12,7 @@ Pure data + text: nothing here starts a process, so it is unit-testable without 
 from __future__ import annotations
 
 import dataclasses
+import re
 import string
 from pathlib import Path
 
@@ -29,6 +30,32 @@ COMPONENTS = ("xvfb-web", "xvfb-sip", "pulseaudio", "baresip", "camera", "browse
 #: the ones that only carry video: the caller display baresip draws on, and the camera made from it. The room
 #: display (xvfb-web) stays on an audio-only gateway: Chromium needs a display, even when nothing grabs it.
 VIDEO_COMPONENTS = ("xvfb-sip", "camera")
+
+
+_X_DISPLAY = re.compile(r"^:\d{1,4}(?:\.\d{1,2})?$")
+
+
+def room_grab_source(display: str, fps: int) -> str:
+    """baresip ``video_source`` grabbing X `display` (``:N``) whole at `fps`: ffmpeg's x11grab in a lavfi graph, read
+    by baresip's avformat module.
+
+    Why not baresip's own x11grab: in 1.0.0 it copies each frame through the X socket with XGetSubImage (unpacked
+    pixel by pixel in libX11) and converts BGRA to YUV in C (rem's vidconv); ffmpeg's x11grab uses MIT-SHM and
+    swscale converts with SIMD. Measured at 720p15 (docs/benchmarks.md): baresip 6 -> 3 ms of CPU per frame, about
+    5 % of a core less per call, Xvfb 1.2 % -> 0.45 %. ``setpts`` numbers the frames on the call's rate: avformat 1.0.0 paces its reads by pts
+    against its own clock, started after the stream probe; with x11grab's capture-time pts (absolute: no frame
+    after the first; relative: every capture waits out the probe again) it delivered 0 or 3-4 fps, measured.
+    Same size and rate as before (the whole display, which is the video size), no mouse pointer (as before).
+    """
+    if not _X_DISPLAY.match(display):
+        raise ValueError(f"expected an X display like ':0', got {display!r}")
+    if isinstance(fps, bool) or not isinstance(fps, int) or not 1 <= fps <= 60:
+        raise ValueError(f"expected a frame rate 1-60, got {fps!r}")
+    # Two levels of lavfi escaping: the quotes keep '\:' for the movie filter's options, where it is a literal ':'.
+    escaped = display.replace(":", "\\:")
+    graph = (f"movie='{escaped}':f=x11grab:format_opts='draw_mouse=0\\:framerate={fps}',"
+             f"setpts=N/({fps}*TB),format=yuv420p")
+    return f"avformat,lavfi,{graph}"
 
 
 def _template_dir() -> Path:
@@ -88,8 +115,11 @@ class MediaPlan:
         return string.Template(template).substitute(values)
 
     def pulse_argv(self, script_path: Path) -> list[str]:
-        """Per-user PulseAudio (``--system`` fails in a container) in the foreground, never exiting when idle."""
+        """Per-user PulseAudio (``--system`` fails in a container) in the foreground, never exiting when idle, with
+        the gateway's daemon.conf: PulseAudio takes its default sample rate only from a daemon.conf (no command-line
+        option), and PULSE_CONFIG is the one way to name it; ``env`` execs pulseaudio, so the pid stays the same."""
         return [
+            "env", f"PULSE_CONFIG={self.template_dir / 'daemon.conf'}",
             "pulseaudio", "-n", "-F", str(script_path), "--daemonize=no", "--use-pid-file=no", "--realtime=no",
             "--high-priority=no", "--exit-idle-time=-1", "--disallow-exit", "--log-target=stderr",
         ]
@@ -101,9 +131,9 @@ class MediaPlan:
 
     # -- baresip -------------------------------------------------------------------------------------------------
     def baresip_video(self, room_display: str) -> tuple[str, str] | None:
-        """baresip (``video_source``, ``video_display``): the caller sees the room display (x11grab), its video is
-        drawn on the caller display (baresip's DISPLAY); None on an audio-only gateway (no video at all)."""
-        return (f"x11grab,{room_display}", "x11,nil") if self.video else None
+        """baresip (``video_source``, ``video_display``): the caller sees the room display (:func:`room_grab_source`),
+        its video is drawn on the caller display (baresip's DISPLAY); None on an audio-only gateway (no video)."""
+        return (room_grab_source(room_display, self.fps), "x11,nil") if self.video else None
 
     @property
     def audio_player(self) -> str:

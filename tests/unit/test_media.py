@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from sipmediagw.gateway.media import KERNEL, USERSPACE, MediaPlan
+from sipmediagw.gateway.baresip import render_baresip_config
+from sipmediagw.gateway.media import KERNEL, USERSPACE, MediaPlan, room_grab_source
 
 SOCKET = Path("/tmp/pulse-gw/native")
 
@@ -105,5 +109,80 @@ def test_invalid_plans_are_refused(kwargs: dict, message: str) -> None:
 
 def test_pulse_argv_is_per_user_foreground_and_never_idles_out(tmp_path: Path) -> None:
     argv = MediaPlan(USERSPACE, SOCKET).pulse_argv(tmp_path / "gw.pa")
-    assert argv[:4] == ["pulseaudio", "-n", "-F", str(tmp_path / "gw.pa")]
+    start = argv.index("pulseaudio")
+    assert argv[start:start + 4] == ["pulseaudio", "-n", "-F", str(tmp_path / "gw.pa")]
     assert "--daemonize=no" in argv and "--exit-idle-time=-1" in argv and "--system" not in argv
+
+
+def test_the_caller_sees_the_room_display_grabbed_through_shm_at_the_call_rate(tmp_path: Path) -> None:
+    """baresip's video source is ffmpeg's x11grab (MIT-SHM, swscale) inside a lavfi graph read by avformat, not
+    baresip's own x11grab; the graph names the room display, the rate, no pointer, and numbers frames on the rate."""
+    source, display = MediaPlan(USERSPACE, SOCKET, fps=15).baresip_video(":0") or ("", "")
+    assert display == "x11,nil"
+    assert source == room_grab_source(":0", 15)
+    driver, fmt, graph = source.split(",", 2)
+    assert (driver, fmt) == ("avformat", "lavfi")
+    assert graph.startswith("movie='\\:0':f=x11grab:")
+    assert "draw_mouse=0" in graph and "framerate=15" in graph
+    assert graph.endswith(",setpts=N/(15*TB),format=yuv420p")  # pts on the call's rate, not capture times
+    assert MediaPlan(USERSPACE, SOCKET, video=False).baresip_video(":0") is None
+    # the rendered config loads avformat (not x11grab) and keeps the graph on one line, as baresip reads it
+    templates = Path(__file__).resolve().parents[2] / "baresip"
+    out = render_baresip_config(templates, tmp_path / "cfg", account_line="<sip:gw@example.org>",
+                                audio_player="pulse,a", audio_source="pulse,b.monitor", video_source=source,
+                                video_display=display, video_size=(1280, 720), fps=15)
+    text = (out / "config").read_text()
+    assert f"video_source\t\t{source}\n" in text
+    assert "avformat.so" in text and "x11grab.so" not in text
+
+
+@pytest.mark.parametrize("display, fps", [(":0'", 15), ("0", 15), (":0,x", 15), (":1", 0), (":1", 61)])
+def test_room_grab_source_refuses_what_would_break_the_graph(display: str, fps: int) -> None:
+    with pytest.raises(ValueError):
+        room_grab_source(display, fps)
+
+
+@pytest.fixture
+def xvfb(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A private Xvfb on a free display number; yields ':N'."""
+    number = next(n for n in range(190, 290) if not Path(f"/tmp/.X11-unix/X{n}").exists())
+    proc = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "320x240x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not Path(f"/tmp/.X11-unix/X{number}").exists():  # the server is up when its socket exists
+            assert proc.poll() is None and time.monotonic() < deadline, "Xvfb did not start"
+            time.sleep(0.05)
+        yield f":{number}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.integration  # runs the host's ffmpeg against a real Xvfb
+def test_the_grab_graph_delivers_yuv_frames_of_the_whole_display(xvfb: str) -> None:
+    """The escaping survives ffmpeg's two parsing levels: the graph baresip's avformat opens yields frames."""
+    graph = room_grab_source(xvfb, 15).split(",", 2)[2]
+    probe = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-f", "lavfi", "-i", graph, "-frames:v", "3",
+                            "-f", "null", "-"], capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    assert re.search(r"Video: rawvideo .*yuv420p.*320x240", probe.stderr), probe.stderr[-2000:]
+    assert re.search(r"frame=\s*3\b", probe.stderr), probe.stderr[-2000:]
+    assert re.search(r"Video: rawvideo .*, 15 tbr", probe.stderr), probe.stderr[-2000:]
+
+
+def test_pulseaudio_runs_every_stream_at_the_sinks_rate() -> None:
+    """Chromium opens its streams at PulseAudio's default rate (44100 Hz unless configured): the gateway's daemon.conf
+    makes it the null sinks' 48000 Hz, so no stream of the call is resampled (measured: Chromium's three streams went
+    from speex-float-1 to copy)."""
+    plan = MediaPlan(USERSPACE, SOCKET)
+    argv = plan.pulse_argv(Path("/tmp/gw.pa"))
+    assert argv[0] == "env" and argv[2] == "pulseaudio"
+    assert argv[1] == f"PULSE_CONFIG={plan.template_dir / 'daemon.conf'}"
+    conf = dict(
+        (key.strip(), value.strip())
+        for key, _, value in (line.partition("=") for line in (plan.template_dir / "daemon.conf").read_text().splitlines())
+        if key.strip() and not key.lstrip().startswith("#")
+    )
+    sink_rates = {m["rate"] for m in _modules(plan.pulse_script()) if m["module"] == "module-null-sink"}
+    assert sink_rates == {conf["default-sample-rate"]} == {"48000"}
