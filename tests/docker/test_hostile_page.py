@@ -23,8 +23,6 @@ import http.server
 import json
 import os
 import re
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -32,20 +30,18 @@ from typing import Any, Iterator
 
 import pytest
 
-from sipmediagw import dockerops, labels, seccomp
-from sipmediagw.backends.engine import EngineBackend
+from sipmediagw import seccomp
 from sipmediagw.gateway.baresip import CTRL_PORT
-from sipmediagw.launcher import discard_gateway
 from sipmediagw.testbed.caller import BaresipCaller
 from sipmediagw.testbed.kamailio import Kamailio
 from sipmediagw.testbed.network import free_port
 
+from cli_gateway import CliGateway, launched
 from test_gateway import (DOMAIN, Gateway, _wait, bridge_ip, caller, client, registrar,  # noqa: F401 (fixtures)
                           start_gateway)
 
 pytestmark = pytest.mark.docker
 
-PROJECT = Path(__file__).resolve().parents[2]
 SECRET = "Hostile-Secret-9341"
 USER = "gwhostile"
 GATEWAY = f"hostile-{os.getpid()}"
@@ -358,56 +354,6 @@ class HostileSite:
         self.server.server_close()
 
 
-class LaunchedGateway:
-    """A gateway launched by the real CLI (engine backend) into the hostile room."""
-
-    def __init__(self, root: Path, image: str, site: HostileSite, bridge: str, registrar: Kamailio) -> None:  # noqa: F811
-        self.root = root
-        self.logs_dir = root / "logs"
-        self.site = site
-        browsing = root / "browsing"
-        browsing.mkdir(parents=True)
-        (browsing / "hostile.py").write_text(ROOM_DRIVER)
-        (root / "accounts").write_text(f'<sip:{USER}@{DOMAIN};transport=udp>;auth_pass={SECRET};answermode=auto;'
-                                       f'outbound="sip:{bridge}:{registrar.port};transport=udp";regint=300\n')
-        self.config = root / "sipmediagw.yaml"
-        # a small budget: the gateway must be admitted next to other people's on a shared 2-core engine
-        self.config.write_text(
-            f"image: {image}\nlogs_dir: {self.logs_dir}\nbrowsing_dir: {browsing}\naccounts_file: {root / 'accounts'}\n"
-            f"baresip_dir: {PROJECT / 'baresip'}\nbackend: engine\nplatform: hostile\nbase_url: {site.url}\n"
-            f"media: userspace\nready_timeout: {READY_TIMEOUT}\ncpu_per_gateway: 0.8\nmemory_per_gateway: 1024M\n")
-        self.log_dir = self.logs_dir / GATEWAY
-        self.container: Any = None
-
-    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SIPMEDIAGW_")}
-        return subprocess.run([sys.executable, "-m", "sipmediagw.cli", "--config", str(self.config), *args],
-                              capture_output=True, text=True, timeout=timeout, env=env)
-
-    def containers(self, client: Any) -> list[Any]:  # noqa: F811
-        return [c for c in dockerops.list_gateways(client)
-                if c.labels.get(labels.LOGS, "").startswith(str(self.logs_dir))]
-
-    def state(self) -> dict[str, Any]:
-        try:
-            return json.loads((self.log_dir / "state.json").read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
-
-    def app_log(self) -> str:
-        path = self.log_dir / "app.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def python(self, script: str) -> Any:
-        code, out = self.container.exec_run(["python3", "-c", script], user="gw")
-        assert code == 0, out.decode(errors="replace")
-        return json.loads(out)
-
-    def report(self) -> str:
-        return (f"state: {json.dumps(self.state(), indent=1)}\napp.log (end):\n"
-                + "\n".join(self.app_log().splitlines()[-40:]))
-
-
 @pytest.fixture(scope="module")
 def site(bridge_ip: str) -> Iterator[HostileSite]:  # noqa: F811
     served = HostileSite(bridge_ip)
@@ -417,19 +363,12 @@ def site(bridge_ip: str) -> Iterator[HostileSite]:  # noqa: F811
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, real_gateway_image: str, client: Any,  # noqa: F811
-            site: HostileSite, bridge_ip: str, registrar: Kamailio) -> Iterator[LaunchedGateway]:  # noqa: F811
-    launched = LaunchedGateway(tmp_path_factory.mktemp("hostile"), real_gateway_image, site, bridge_ip, registrar)
-    try:
-        result = launched.cli("launch", "-r", "1234", "-g", GATEWAY)
-        assert result.returncode == 0, result.stderr + launched.report()
-        [launched.container] = launched.containers(client)
-        yield launched
-    finally:
-        for container in launched.containers(client):
-            discard_gateway(client, container.labels[labels.GATEWAY], EngineBackend(client))
-
-
-# ---------------------------------------------------------------------------------------------------------------
+            site: HostileSite, bridge_ip: str, registrar: Kamailio) -> Iterator[CliGateway]:  # noqa: F811
+    made = CliGateway(tmp_path_factory.mktemp("hostile"), image=real_gateway_image, platform="hostile",
+                      driver=ROOM_DRIVER, base_url=site.url, bridge=bridge_ip, registrar=registrar, user=USER,
+                      secret=SECRET, domain=DOMAIN, gateway=GATEWAY, ready_timeout=READY_TIMEOUT)
+    with launched(client, made) as running:
+        yield running
 
 
 def test_without_the_profile_the_gateway_falls_back_to_no_sandbox_and_says_so(start_gateway: Any) -> None:  # noqa: F811
@@ -442,7 +381,7 @@ def test_without_the_profile_the_gateway_falls_back_to_no_sandbox_and_says_so(st
     assert code == 0 and int(out) >= 1, out
 
 
-def test_a_launched_gateway_runs_chromium_sandboxed(gateway: LaunchedGateway, client: Any) -> None:  # noqa: F811
+def test_a_launched_gateway_runs_chromium_sandboxed(gateway: CliGateway, client: Any) -> None:  # noqa: F811
     host_config = client.api.inspect_container(gateway.container.id)["HostConfig"]
     assert host_config["CapDrop"] == ["ALL"]
     assert host_config["SecurityOpt"] == ["no-new-privileges", seccomp.security_opt()]
@@ -462,7 +401,7 @@ def test_a_launched_gateway_runs_chromium_sandboxed(gateway: LaunchedGateway, cl
         assert renderer["root"] != "/", renderer
 
 
-def test_a_hostile_room_page_reaches_nothing_during_a_call(gateway: LaunchedGateway, site: HostileSite,
+def test_a_hostile_room_page_reaches_nothing_during_a_call(gateway: CliGateway, site: HostileSite,
                                                           caller: BaresipCaller) -> None:  # noqa: F811
     listening = gateway.python(LISTENING)
     by_port = {entry["port"]: entry for entry in listening}
@@ -555,7 +494,7 @@ def _port(url: str) -> int | None:
     return int(match[1]) if match else None
 
 
-def _browser_processes(gateway: LaunchedGateway) -> list[int]:
+def _browser_processes(gateway: CliGateway) -> list[int]:
     """The Chromium browser processes (not its helpers): a forged chromedriver session would add one."""
     return sorted(p["pid"] for p in gateway.python(PROCESSES)
                   if p["argv"] and p["argv"][0].endswith("chromium") and not any(a.startswith("--type=")

@@ -18,27 +18,23 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from sipmediagw import dockerops, labels, seccomp
-from sipmediagw.backends.engine import EngineBackend
-from sipmediagw.launcher import discard_gateway
+from sipmediagw import seccomp
 from sipmediagw.testbed.caller import BaresipCaller
 from sipmediagw.testbed.kamailio import Kamailio
 from sipmediagw.testbed.network import free_port
 
+from cli_gateway import CliGateway, launched
 from test_gateway import (DOMAIN, IMAGE, TEST_LABEL, _put_secret, _wait, bridge_ip, caller, client,  # noqa: F401
                           registrar)
 
 pytestmark = pytest.mark.docker
 
-PROJECT = Path(__file__).resolve().parents[2]
 SECRET = "Isolated-Secret-5820"
 USER = "gwisolated"
 GATEWAY = f"isolated-{os.getpid()}"
@@ -234,53 +230,6 @@ class RoomSite:
         self.server.server_close()
 
 
-class LaunchedGateway:
-    """A gateway launched by the real CLI (engine backend: our seccomp profile) into the isolated room."""
-
-    def __init__(self, root: Path, image: str, site: RoomSite, bridge: str, registrar: Kamailio) -> None:  # noqa: F811
-        self.logs_dir = root / "logs"
-        browsing = root / "browsing"
-        browsing.mkdir(parents=True)
-        (browsing / "isolated.py").write_text(ROOM_DRIVER)
-        (root / "accounts").write_text(f'<sip:{USER}@{DOMAIN};transport=udp>;auth_pass={SECRET};answermode=auto;'
-                                       f'outbound="sip:{bridge}:{registrar.port};transport=udp";regint=300\n')
-        self.config = root / "sipmediagw.yaml"
-        self.config.write_text(
-            f"image: {image}\nlogs_dir: {self.logs_dir}\nbrowsing_dir: {browsing}\naccounts_file: {root / 'accounts'}\n"
-            f"baresip_dir: {PROJECT / 'baresip'}\nbackend: engine\nplatform: isolated\nbase_url: {site.url}\n"
-            f"media: userspace\nready_timeout: {READY_TIMEOUT}\ncpu_per_gateway: 0.8\nmemory_per_gateway: 1024M\n")
-        self.log_dir = self.logs_dir / GATEWAY
-        self.container: Any = None
-
-    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SIPMEDIAGW_")}
-        return subprocess.run([sys.executable, "-m", "sipmediagw.cli", "--config", str(self.config), *args],
-                              capture_output=True, text=True, timeout=timeout, env=env)
-
-    def containers(self, client: Any) -> list[Any]:  # noqa: F811
-        return [c for c in dockerops.list_gateways(client)
-                if c.labels.get(labels.LOGS, "").startswith(str(self.logs_dir))]
-
-    def state(self) -> dict[str, Any]:
-        try:
-            return json.loads((self.log_dir / "state.json").read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
-
-    def app_log(self) -> str:
-        path = self.log_dir / "app.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def python(self, script: str) -> Any:
-        code, out = self.container.exec_run(["python3", "-c", script], user="gw")
-        assert code == 0, out.decode(errors="replace")
-        return json.loads(out)
-
-    def report(self) -> str:
-        return (f"state: {json.dumps(self.state(), indent=1)}\napp.log (end):\n"
-                + "\n".join(self.app_log().splitlines()[-40:]))
-
-
 @pytest.fixture(scope="module")
 def site(bridge_ip: str) -> Iterator[RoomSite]:  # noqa: F811
     served = RoomSite(bridge_ip)
@@ -290,20 +239,16 @@ def site(bridge_ip: str) -> Iterator[RoomSite]:  # noqa: F811
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, real_gateway_image: str, client: Any,  # noqa: F811
-            site: RoomSite, bridge_ip: str, registrar: Kamailio) -> Iterator[LaunchedGateway]:  # noqa: F811
-    launched = LaunchedGateway(tmp_path_factory.mktemp("isolated"), real_gateway_image, site, bridge_ip, registrar)
-    try:
-        result = launched.cli("launch", "-r", "1234", "-g", GATEWAY)
-        assert result.returncode == 0, result.stderr + launched.report()
-        [launched.container] = launched.containers(client)
-        yield launched
-    finally:
-        for container in launched.containers(client):
-            discard_gateway(client, container.labels[labels.GATEWAY], EngineBackend(client))
+            site: RoomSite, bridge_ip: str, registrar: Kamailio) -> Iterator[CliGateway]:  # noqa: F811
+    made = CliGateway(tmp_path_factory.mktemp("isolated"), image=real_gateway_image, platform="isolated",
+                      driver=ROOM_DRIVER, base_url=site.url, bridge=bridge_ip, registrar=registrar, user=USER,
+                      secret=SECRET, domain=DOMAIN, gateway=GATEWAY, ready_timeout=READY_TIMEOUT)
+    with launched(client, made) as running:
+        yield running
 
 
 def test_the_browser_sees_no_secret_while_baresip_registers_and_a_call_joins(
-        gateway: LaunchedGateway, site: RoomSite, caller: BaresipCaller, client: Any) -> None:  # noqa: F811
+        gateway: CliGateway, site: RoomSite, caller: BaresipCaller, client: Any) -> None:  # noqa: F811
     host_config = client.api.inspect_container(gateway.container.id)["HostConfig"]
     assert host_config["SecurityOpt"] == ["no-new-privileges", seccomp.security_opt()]
     state = gateway.state()

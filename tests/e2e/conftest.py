@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from sipmediagw.demo import CALLER_TONE, ROOM_TONE, CallReport
 from sipmediagw.testbed.network import free_port, free_port_range
 from sipmediagw.testbed.stack import LocalStack
 
@@ -145,3 +146,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
 def close_to(measured: float | None, expected: float, tolerance: float = 0.05) -> bool:
     """`measured` within `tolerance` (relative) of `expected`."""
     return measured is not None and abs(measured - expected) <= expected * tolerance
+
+
+def assert_media_both_ways(report: CallReport, tails: str) -> None:
+    """The call's media judged both ways over its length (level and frequency of each tone, video frames changing)
+    and the room left after the hang-up; `tails` (the logs) go with every failure."""
+    assert report.answered_after is not None, f"the call was not answered\n{tails}"
+    assert report.room_hears_caller, f"{report.problems()}\n{tails}"
+    assert close_to(report.room_audio_hz, CALLER_TONE), f"room heard {report.room_audio_hz} Hz\n{tails}"
+    assert report.room_video_changing, f"the caller's video did not reach the room\n{tails}"
+    assert report.caller_hears_room, f"{report.problems()}\n{tails}"
+    assert close_to(report.caller_audio_hz, ROOM_TONE), f"caller heard {report.caller_audio_hz} Hz\n{tails}"
+    assert report.caller_video_changing, f"the caller got no changing room video\n{tails}"
+    assert report.room_left_after is not None, f"the gateway's browser stayed in the room\n{tails}"
