@@ -71,12 +71,18 @@ COPY baresip/config_default /opt/sipmediagw/baresip/config_default
 COPY docker/pulse/ /opt/sipmediagw/docker/pulse/
 # The package alone under lib/ (on PYTHONPATH): /opt/sipmediagw/docker must not shadow docker-py as a namespace package.
 COPY sipmediagw/ /opt/sipmediagw/lib/sipmediagw/
+# The HEALTHCHECK runs every 5 s: a shell reading the supervisor's health file costs under 1 ms of CPU where starting
+# Python cost 30-50 ms (1 % of a core: an idle pool gateway's whole budget). The script is health.SHELL_CHECK, written
+# out here so it has one home. Compiled bytecode: each Python start imports without compiling (measured 0.12-0.16 s ->
+# 0.09-0.10 s of CPU).
+RUN python3 -c "from sipmediagw.gateway.health import SHELL_CHECK; open('/opt/sipmediagw/healthcheck.sh', 'w').write(SHELL_CHECK + '\n')" \
+ && python3 -m compileall -q /opt/sipmediagw/lib
 
 USER gw
 WORKDIR /home/gw
 EXPOSE 5060/udp 5060/tcp
 
 HEALTHCHECK --interval=5s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python3", "-m", "sipmediagw.gateway.health"]
+    CMD ["sh", "/opt/sipmediagw/healthcheck.sh"]
 
 ENTRYPOINT ["python3", "-m", "sipmediagw.gateway"]

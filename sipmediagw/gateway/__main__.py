@@ -5,7 +5,8 @@ Wiring (docs/container.md): Xvfb :web (the room, grabbed by baresip) -> Xvfb :si
 -> PulseAudio (MediaPlan script) -> baresip (config rendered from the baresip/ templates) -> camera (MJPEG relay in
 userspace mode, ffmpeg into /dev/video0 in kernel mode) -> Chromium pre-warmed on about:blank. Which of them a gateway
 runs is the MediaPlan's `components` (an audio-only gateway has no :sip display and no camera); build() makes each by
-name. The supervisor also serves the request socket (request_socket.py: `sipmediagw dial`).
+name. A pool gateway parks its camera and Chromium while idle (ondemand.py): they start when a call comes in.
+The supervisor also serves the request socket (request_socket.py: `sipmediagw dial`).
 Everything that can be refused (config, account file, room driver, baresip template) is checked before anything is
 started, so bad input never leaves a half-started gateway.
 """
@@ -34,6 +35,7 @@ from .incall import InCall, Timeouts, rtp_timeout_backstop
 from .join_dialogue import JoinDialogue
 from .logs import get_logger, line_sink, setup_logging
 from .media import KERNEL, ROOM_MIC, MediaPlan
+from .ondemand import OnDemand, OnDemandComponent, Part
 from .process import ManagedProcess
 from .request_socket import GatewayRequests
 from .sandbox import SandboxCheck, probe_sandbox
@@ -47,6 +49,11 @@ BROWSER_READY_TIMEOUT = 90.0  # Chromium's first start on a busy 2-core CI machi
 CONTROL_CONNECT_TIMEOUT = 10.0
 CAMERA_RESTART_GRACE = 10.0
 X11_SOCKET_DIR = Path("/tmp/.X11-unix")
+#: started at once, then waited for (supervisor.start_together): the two displays and PulseAudio need nothing from
+#: one another. baresip waits for them: its pulse module connects to PulseAudio when it loads (measured: started
+#: beside it, baresip 1.0.0 logs "pa_context_connect failed" and has no pulse devices); the camera grabs a display
+#: and Chromium draws on one
+START_TOGETHER = (("xvfb-web", "xvfb-sip", "pulseaudio"),)
 
 
 def _unix_socket_accepts(path: Path) -> bool:
@@ -138,13 +145,16 @@ class BrowserSlot:
     a room object is built per call, always on the current browser, so a restart is invisible to the controller."""
 
     def __init__(self, config: GatewayConfig, plan: MediaPlan, drivers: RoomDrivers, display: str,
-                 camera_url: Callable[[], str | None], sandbox: bool = False) -> None:
+                 camera_url: Callable[[], str | None], sandbox: bool | Callable[[], bool] = False,
+                 on_demand: OnDemand | None = None) -> None:
         self.config = config
         self.plan = plan
         self.drivers = drivers
         self.display = display
         self.camera_url = camera_url
-        self.sandbox = sandbox  # Chromium's sandbox can work here (gateway/sandbox.py)
+        self.sandbox = sandbox  # Chromium's sandbox can work here (gateway/sandbox.py); a callable: asked at start
+        #: the parts parked while idle (a pool gateway: camera and browser), started by prepare(); None: always on
+        self.on_demand = on_demand
         self.browser: Any = None
         self.session: Any = None
 
@@ -162,7 +172,7 @@ class BrowserSlot:
             window_size=self.config.video_size,
             fps=self.config.fps,
             audio_only=self.config.audio_only,
-            sandbox=self.sandbox,
+            sandbox=self.sandbox() if callable(self.sandbox) else self.sandbox,
         )
         browser.start()
         self.browser = browser
@@ -178,6 +188,18 @@ class BrowserSlot:
             browser.quit()
 
     # RoomSession
+    def prepare(self, cancelled: threading.Event) -> None:
+        """A call is coming (controller.OnDemandRoomSide; on the room worker, before the answer): start what is
+        parked."""
+        if self.on_demand is not None and not cancelled.is_set():
+            self.on_demand.ensure()
+
+    def release(self) -> None:
+        """The call is over (controller.OnDemandRoomSide; on the room worker, after its leave): park what runs on
+        demand."""
+        if self.on_demand is not None:
+            self.on_demand.park()
+
     def check(self, target: RoomTarget) -> None:
         """The driver refuses rooms it cannot open (controller.RoomSession); no page is loaded for this."""
         self.drivers.check(target.platform, target.base_url, target.room, self._options(target))
@@ -196,6 +218,7 @@ class BrowserSlot:
         page step raises). The supervisor may stop the browser meanwhile: the WebDriver command running fails."""
         from .browser import BrowserRoomSession
 
+        self.prepare(cancelled)  # (started already by the prepare queued at the call's arrival, unless it failed)
         browser = self.browser
         if browser is None:
             raise RuntimeError("browser not running")
@@ -214,6 +237,64 @@ class BrowserSlot:
         elif browser is not None:
             with browser.page_action() as driver:
                 driver.get("about:blank")
+
+
+def room_side_on_demand(config: GatewayConfig, plan: MediaPlan, slot: BrowserSlot, sip_display: str,
+                        set_relay: Callable[[Any], None]) -> OnDemand:
+    """The parts a pool gateway starts per call, in order: the camera (a fresh relay or ffmpeg each time: the page's
+    camera URL is taken from it when Chromium starts) and Chromium. Neither waits for the camera's first frame: the
+    page's camera shows it when it comes."""
+    parts: list[Part] = []
+    if "camera" in plan.components:
+        camera: dict[str, Any] = {}
+
+        def start_camera() -> None:
+            if config.media == KERNEL:
+                process = ManagedProcess("camera", plan.camera_argv(sip_display, config.sip_display_size),
+                                         log=line_sink("camera"), stop_timeout=3.0)
+                process.start()
+                camera.update(stop=process.stop, alive=process.alive)
+                return
+            from .mjpeg import MjpegRelay
+
+            relay = MjpegRelay(display=sip_display, size=config.camera_size, fps=config.fps, log=line_sink("camera"))
+            relay.start()
+            set_relay(relay)
+            camera.update(stop=relay.stop, alive=tolerant(relay.alive, CAMERA_RESTART_GRACE))
+
+        def stop_camera() -> None:
+            stop = camera.pop("stop", None)
+            camera.pop("alive", None)
+            set_relay(None)
+            if stop is not None:
+                stop()
+
+        parts.append(Part("camera", start_camera, stop_camera, lambda: camera.get("alive", lambda: False)()))
+    parts.append(Part("browser", slot.start, slot.stop, slot.alive))
+    return OnDemand(parts, log=line_sink("on-demand"))
+
+
+class SandboxProbe:
+    """probe_sandbox() on a thread from the start on: it runs two Python children (about half a second) that only
+    Chromium needs, so it overlaps the start of the displays, PulseAudio and baresip instead of preceding it."""
+
+    def __init__(self, probe: Callable[[], SandboxCheck] = probe_sandbox) -> None:
+        self._probe = probe
+        self._check: SandboxCheck | None = None
+        self._thread = threading.Thread(target=self._run, name="sandbox-probe", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._check = self._probe()
+        except Exception as exc:  # noqa: BLE001 - no verdict is a refusal: Chromium then runs unsandboxed, and says so
+            self._check = SandboxCheck(False, f"the sandbox probe failed: {exc.__class__.__name__}: {exc}")
+
+    def result(self) -> SandboxCheck:
+        """The probe's verdict (waits for it)."""
+        self._thread.join()
+        assert self._check is not None
+        return self._check
 
 
 def routing_of(config: GatewayConfig, drivers: RoomDrivers) -> Routing:
@@ -282,14 +363,18 @@ def call_watch(slot: BrowserSlot) -> CallWatch:
 def build(config: GatewayConfig, drivers: RoomDrivers, routing: Routing,
           menu: Callable[[BrowserSlot], Menu] = keypad_menu,
           watch: Callable[[BrowserSlot], CallWatch] = call_watch, *,
-          sandbox: SandboxCheck | None = None,
+          sandbox: SandboxCheck | Callable[[], SandboxCheck] | None = None,
           notice: Callable[[BrowserSlot], Notifier | None] = join_notice,
+          park_room_side: bool | None = None,
           ) -> tuple[list[tuple[Component, float]], Callable]:
     """The real components in start order (with ready timeouts) and the controller factory. `menu` makes the keypad
     menu of a pool gateway from the browser slot, `watch` the keypad controls and timeouts of its calls, `notice` what
     tells a caller why their room cannot be joined (None: a bare hang-up), `sandbox` whether Chromium may run
-    sandboxed (None: probe now)."""
+    sandboxed (None: probe now; a callable: its answer when Chromium first starts, e.g. a SandboxProbe's result),
+    `park_room_side` whether camera and Chromium run only during calls (None: a pool gateway parks them, a fixed one
+    keeps them warm; docs/benchmarks.md has both ways measured)."""
     sandbox = sandbox or probe_sandbox()
+    sandbox_available = (lambda: sandbox().available) if callable(sandbox) else sandbox.available
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     (run_dir / "xdg").mkdir(exist_ok=True, mode=0o700)
@@ -342,7 +427,7 @@ def build(config: GatewayConfig, drivers: RoomDrivers, routing: Routing,
                                  alive=tolerant(relay.alive, CAMERA_RESTART_GRACE), wait_ready=relay.wait_frame)
 
     slot = BrowserSlot(config, plan, drivers, f":{web_display}",
-                       camera_url=lambda: relay.url if relay is not None else None, sandbox=sandbox.available)
+                       camera_url=lambda: relay.url if relay is not None else None, sandbox=sandbox_available)
     # Every component this gateway may have, by name; plan.components says which it has and in what order.
     factories: dict[str, tuple[Callable[[], Component], float]] = {
         "xvfb-web": (lambda: xvfb("xvfb-web", web_display, config.video_size), XVFB_READY_TIMEOUT),
@@ -353,6 +438,19 @@ def build(config: GatewayConfig, drivers: RoomDrivers, routing: Routing,
         "browser": (lambda: FunctionComponent("browser", start=slot.start, stop=slot.stop, alive=slot.alive,
                                               recoverable=True), BROWSER_READY_TIMEOUT),
     }
+    if park_room_side is None:
+        park_room_side = config.room is None
+    if park_room_side:
+        # A pool gateway parks the camera and Chromium while idle (ondemand.py); a fixed gateway keeps them warm,
+        # its answer -> audible being the figure that matters there.
+        def set_relay(current: Any) -> None:
+            nonlocal relay
+            relay = current
+
+        slot.on_demand = room_side_on_demand(config, plan, slot, f":{sip_display}", set_relay)
+        for name in ("camera", "browser"):
+            factories[name] = (lambda name=name: OnDemandComponent(name, slot.on_demand,  # type: ignore[arg-type]
+                                                                    recoverable=name == "browser"), 1.0)
     components: list[tuple[Component, float]] = [(factories[name][0](), factories[name][1])
                                                  for name in plan.components]
 
@@ -362,7 +460,9 @@ def build(config: GatewayConfig, drivers: RoomDrivers, routing: Routing,
         return Controller(control, slot, on_change, once=config.once, routing=routing,
                           menu=menu(slot), watch=watch(slot), notifier=notice(slot),
                           default_display_name=config.display_name,
-                          registration_hint=registration_log.last_failure)
+                          registration_hint=registration_log.last_failure,
+                          on_demand=slot if slot.on_demand is not None else None,
+                          join_on_invite=True)  # the join overlaps the answer (issue 12: answer -> audible)
 
     return components, make_controller
 
@@ -389,9 +489,8 @@ def main(argv: list[str] | None = None) -> int:
                                platform=config.platform or None, media=config.media, audio_only=config.audio_only)
         drivers = RoomDrivers(config.browsing_dir)
         routing = routing_of(config, drivers)
-        sandbox = probe_sandbox()
-        status.sandbox = sandbox.summary
-        components, make_controller = build(config, drivers, routing, sandbox=sandbox)
+        sandbox_probe = SandboxProbe()
+        components, make_controller = build(config, drivers, routing, sandbox=sandbox_probe.result)
     except SipMediaGwError as exc:
         log.error("configuration error: %s", exc)
         status.set_state(GatewayState.ERROR)
@@ -406,12 +505,20 @@ def main(argv: list[str] | None = None) -> int:
                  config.gateway, config.sip_uri, len(config.dispatch),
                  f" + default {config.platform} {config.base_url}" if config.base_url else "", config.service_user,
                  config.media, ", audio only" if config.audio_only else "")
-    if sandbox.available:
-        log.info("chromium sandbox: on (%s)", sandbox.reason)
-    else:
-        log.warning("chromium sandbox: OFF, chromium runs with --no-sandbox: %s", sandbox.reason)
-    return Supervisor(status=status, log_dir=log_dir, components=components, make_controller=make_controller,
-                      once=config.once, requests=GatewayRequests(config.request_socket)).run()
+
+    def controller_once_probed(on_change: Callable[[], None]) -> Controller:
+        # the state file says ready only with the sandbox's verdict in it (the probe ran beside the start-up)
+        sandbox = sandbox_probe.result()
+        status.sandbox = sandbox.summary
+        if sandbox.available:
+            log.info("chromium sandbox: on (%s)", sandbox.reason)
+        else:
+            log.warning("chromium sandbox: OFF, chromium runs with --no-sandbox: %s", sandbox.reason)
+        return make_controller(on_change)
+
+    return Supervisor(status=status, log_dir=log_dir, components=components, make_controller=controller_once_probed,
+                      once=config.once, requests=GatewayRequests(config.request_socket),
+                      start_together=START_TOGETHER).run()
 
 
 if __name__ == "__main__":

@@ -22,6 +22,11 @@ or whose join outlives ``join_timeout``, cancels it, and the late result is disc
 tidies the page). The keypad menu and the call watch drive the browser from the event loop, so they wait while the
 worker has it.
 
+A pool gateway parks its browser and camera while idle (ondemand.py): with an `on_demand` room side, a call taken
+(or a dial placed) first queues their start on the room worker, before the answer, so Chromium starts while the call
+is answered and established; the join queued behind it finds it running. Once the call is over and its room left,
+they are parked again.
+
 A room that cannot be joined is not a bare BYE: with a `notifier` (gateway/notice.py, drawn and said by menu.py), the
 call goes to the NOTIFYING stage, the caller sees and hears why, and the pump hangs up once the prompt has been said
 (NOTICE_MIN .. NOTICE_LIMIT s after the failure); a caller hanging up meanwhile ends it at once.
@@ -48,6 +53,9 @@ from .notice import Notice, join_failed
 from .request_socket import failure, progress, success
 from .join_dialogue import JoinDialogue
 from .room_worker import JOIN, LEAVE, RoomTask, RoomWorker
+
+PREPARE = "prepare"  # room worker task: start the parked room side for a call
+RELEASE = "release"  # room worker task: park it again after the call
 
 DEFAULT_DISPLAY_NAME = "SIP gateway"
 REGISTRAR_SILENCE = 5.0  # seconds unregistered with no answer at all before the state says "no answer"
@@ -266,6 +274,17 @@ class NoMenu:
         self.call = None
 
 
+class OnDemandRoomSide(Protocol):
+    """The parts of the room side that run only during calls (ondemand.py: a pool gateway's browser and camera).
+    Both methods run on the room worker."""
+
+    def prepare(self, cancelled: threading.Event) -> None:
+        """A call is coming: start what is parked (raise on failure: the join then tries again and reports it)."""
+
+    def release(self) -> None:
+        """The call is over and its room left: park what runs on demand."""
+
+
 class CallWatch(Protocol):
     """What runs beside an answered call besides its routing: the keypad controls in the room and the call's timeouts
     (gateway/incall.py). Every method runs on the controller's thread and must return quickly."""
@@ -428,9 +447,15 @@ class Controller:
         log: logging.Logger | None = None,
         clock: Callable[[], float] = time.monotonic,
         registration_hint: Callable[[], str | None] | None = None,
+        on_demand: OnDemandRoomSide | None = None,
+        join_on_invite: bool = False,
     ) -> None:
         self.control = control
         self.room = room
+        self.on_demand = on_demand  # started per call, parked after it (None: the room side is always running)
+        #: a call whose room is known from the dialled address starts its join as soon as it is taken, not once
+        #: established (the keypad menu still waits for the answer)
+        self.join_on_invite = join_on_invite
         self.on_change = on_change
         self.once = once
         self.routing = routing
@@ -474,12 +499,17 @@ class Controller:
     @property
     def in_call(self) -> bool:
         """The call is answered AND the browser is in its room."""
-        return self.call is not None and self.call.stage == IN_ROOM
+        return self.call is not None and self.call.stage == IN_ROOM and self._answered(self.call)
 
     @property
     def joining(self) -> bool:
-        """The call is answered and the browser is entering its room (on the room worker)."""
-        return self.call is not None and self.call.stage == JOINING
+        """The call is answered and the browser is entering its room (on the room worker). A join started at the
+        INVITE (join_on_invite) counts from the answer on, as the state file tells callers and rooms apart by it."""
+        return self.call is not None and self.call.stage == JOINING and self._answered(self.call)
+
+    @staticmethod
+    def _answered(call: ActiveCall) -> bool:
+        return call.started is not None
 
     @property
     def in_menu(self) -> bool:
@@ -702,11 +732,16 @@ class Controller:
                                target=decision.target)
         where = f"room {decision.target.room} ({decision.target.platform})" if decision.target else "the keypad menu"
         self._log.info("call %s from %s to %r: taking it to %s", call_id, self.call.caller_uri, dialled, where)
+        self._prepare_room(self.call)  # before the answer: the browser starts while the call is set up
         if not answered:
             try:
                 self.control.accept()
             except BaresipControlError as exc:
                 self._log.warning("could not answer call %s: %s", call_id, exc)
+            if self.join_on_invite and decision.target is not None:
+                # the room is known: enter it while baresip answers and sets up the media (about a second), so the
+                # caller is heard sooner after the answer; a call that ends unanswered abandons the join (_end_call)
+                self._join(self.call, decision.target)
         return True
 
     # calls --------------------------------------------------------------------------------------------------
@@ -736,11 +771,18 @@ class Controller:
             return
         call = self.call
         assert call is not None
-        if call.stage != ANSWERING:
+        if call.started is not None:
             return  # duplicate event for the call already taken
         call.started = _now()
         if event.get("peerdisplayname"):
             call.caller = caller_display_name(event, self.default_display_name)
+        if call.stage != ANSWERING:  # entering its room since the INVITE (join_on_invite), or failed to
+            self._log.info("call %s from %s answered; the room join started at the INVITE is %s", call_id,
+                           call.caller_uri, call.stage)
+            if call.stage in (JOINING, IN_ROOM):
+                self._start_watch(call)
+            self.on_change()
+            return
         if call.target is None:
             call.stage = MENU
             self._log.info("call %s from %s answered; keypad menu", call_id, call.caller_uri)
@@ -756,7 +798,7 @@ class Controller:
     def _join(self, call: ActiveCall, target: RoomTarget) -> None:
         """Start entering `target`'s room on the room worker; pump applies the outcome (_join_done)."""
         call.stage, call.target = JOINING, target
-        self._log.info("call %s from %s answered; joining room %s (%s) as %r", call.call_id, call.caller_uri,
+        self._log.info("call %s from %s: joining room %s (%s) as %r", call.call_id, call.caller_uri,
                        target.room, target.platform, call.caller)
         name = call.caller
         self._join_deadline = self.clock() + self.join_timeout
@@ -916,6 +958,8 @@ class Controller:
             self._notifier_step("stop", lambda notifier: notifier.stop())
         if call is not None and call.stage in (MENU, JOINING, IN_ROOM, NOTIFYING):
             self._leave_room(call)  # (after a notice: blank its page)
+        if call is not None:
+            self._release_room(call)
         self._menu_waiting = False
         self.call = None
         self._hangup_reason = None
@@ -931,6 +975,20 @@ class Controller:
         self.room_worker.submit(LEAVE, lambda cancelled: self.room.leave(), owner=call)
         self._apply_room_work()
 
+    def _prepare_room(self, call: ActiveCall) -> None:
+        """Start the parked room side on the room worker for `call` (nothing without an on-demand room side)."""
+        on_demand = self.on_demand
+        if on_demand is not None:
+            self.room_worker.submit(PREPARE, on_demand.prepare, owner=call)
+            self._apply_room_work()
+
+    def _release_room(self, call: ActiveCall) -> None:
+        """Park the room side again once the worker is done with `call` (queued behind its leave)."""
+        on_demand = self.on_demand
+        if on_demand is not None:
+            self.room_worker.submit(RELEASE, lambda cancelled: on_demand.release(), owner=call)
+            self._apply_room_work()
+
     def _apply_room_work(self) -> None:
         """Apply the joins and leaves the room worker finished, in order, on the controller's thread."""
         if self._applying:
@@ -942,7 +1000,7 @@ class Controller:
                     if task.kind == JOIN:
                         self._join_done(task)
                     elif task.error is not None:  # the browser may be gone; the supervisor decides what to do
-                        self.error = f"room leave failed: {_first_line(task.error)}"
+                        self.error = f"room {task.kind} failed: {_first_line(task.error)}"
                         self._log.error(self.error)
         finally:
             self._applying = False
@@ -997,6 +1055,7 @@ class Controller:
         dialout = Dialout(report, deadline=self.clock() + timeout, timeout=timeout)
         self.call = ActiveCall(call_id="", caller=caller_display_name({"peeruri": uri}, self.default_display_name),
                                caller_uri=uri, dialled=meeting, target=target, stage=DIALLING, dialout=dialout)
+        self._prepare_room(self.call)  # the browser starts while the callee's phone rings
         self.error = None
         self._log.info("dialling %s for room %s (%s), %g s to answer", uri, target.room, target.platform, timeout)
         report(progress("dialling", uri=uri, room=target.room, platform=target.platform))

@@ -22,6 +22,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 from ..state import (STATE_LINE_COMPONENT, ComponentState, ComponentStatus, GatewayState, GatewayStatus,
                      state_line_payload, write_state)
+from .health import write_health
 from .logs import get_logger
 from .process import ComponentFailed, reap_children
 
@@ -31,6 +32,9 @@ HANGUP_TIMEOUT = 5.0  # seconds to wait for CALL_CLOSED after our BYE
 ROOM_SETTLE_TIMEOUT = 3.0  # seconds the last call's leave may take on stop, before the browser is stopped anyway
 HEARTBEAT = 5.0  # the state file is rewritten at least this often (the HEALTHCHECK treats a stale file as hung)
 LIVENESS_INTERVAL = 2.0  # probing Chromium costs a WebDriver round trip: not on every loop turn
+#: the loop's turn while no call is owned: baresip's events wake it at once anyway; what waits for a turn is only the
+#: request socket's accept (`sipmediagw dial`) and the liveness checks, so an idle gateway turns less often
+IDLE_POLL_INTERVAL = 0.5
 REGISTRATION_RESYNC = 5.0  # while unregistered, ask baresip (reginfo) this often
 CONTROL_RECONNECT_TIMEOUT = 5.0
 MAX_RECOVERIES = 3  # restarts of a recoverable component within RECOVERY_WINDOW before giving up
@@ -179,15 +183,22 @@ class Supervisor:
         make_controller: Callable[[Callable[[], None]], CallController],
         once: bool = False,
         poll_interval: float = 0.2,
+        idle_poll_interval: float | None = None,
         install_signals: bool = True,
         requests: RequestService | None = None,
+        start_together: Sequence[Sequence[str]] = (),
     ) -> None:
         self.status = status
         self.log_dir = Path(log_dir)
         self.components = list(components)
+        #: groups of components (by name) that need nothing from one another to start: each group's members are all
+        #: started, then waited for, in order (the others start one by one, each ready before the next starts)
+        self.start_together = [tuple(group) for group in start_together]
         self.make_controller = make_controller
         self.once = once
-        self.poll_interval = poll_interval
+        self.poll_interval = poll_interval  # a turn of the loop during a call (menu and call-watch timers)
+        self.idle_poll_interval = max(poll_interval, IDLE_POLL_INTERVAL if idle_poll_interval is None
+                                      else idle_poll_interval)
         self.install_signals = install_signals
         self.requests = requests
         self.controller: CallController | None = None
@@ -223,16 +234,31 @@ class Supervisor:
             self._shutdown()
         return self.exit_code
 
+    def start_waves(self) -> list[list[tuple[Component, float]]]:
+        """The components in start order, cut into waves: a wave's components start one after the other without
+        waiting, then the wave is waited for (start_together); a component in no group is a wave of its own."""
+        waves: list[list[tuple[Component, float]]] = []
+        group_of = {name: i for i, group in enumerate(self.start_together) for name in group}
+        for entry in self.components:
+            group = group_of.get(entry[0].name)
+            if waves and group is not None and group_of.get(waves[-1][-1][0].name) == group:
+                waves[-1].append(entry)
+            else:
+                waves.append([entry])
+        return waves
+
     def _start_all(self) -> bool:
-        for component, timeout in self.components:
+        for wave in self.start_waves():
             if self.stop_requested:
                 self._log.info("%s received during start-up: stopping", self.stop_requested)
                 return False
-            self._log.info("starting %s", component.name)
             try:
-                component.start()
+                for component, _timeout in wave:
+                    self._log.info("starting %s", component.name)
+                    component.start()
                 self._write(force=True)
-                component.wait_ready(timeout)
+                for component, timeout in wave:
+                    component.wait_ready(timeout)
             except ComponentFailed as exc:
                 self._fail(f"{exc.component}: {exc.reason}")
                 return False
@@ -253,7 +279,7 @@ class Supervisor:
         last_liveness = last_sync = time.monotonic()
         while not self.stop_requested:
             reap_children()
-            self.controller.pump(self.poll_interval)
+            self.controller.pump(self.poll_interval if self._busy() else self.idle_poll_interval)
             if self.requests is not None:
                 self.requests.poll()
             now = time.monotonic()
@@ -272,6 +298,12 @@ class Supervisor:
                 self.controller.sync_registration()
             self._write()
         self._log.info("%s received: stopping", self.stop_requested)
+
+    def _busy(self) -> bool:
+        """The controller owns a call (ringing, dialling, in the menu, joining, in the room, giving a notice)."""
+        controller = self.controller
+        return controller is not None and (controller.call_id is not None or controller.in_call or controller.joining
+                                           or controller.in_menu or controller.dialling or controller.notifying)
 
     def _check_components(self, thorough: bool) -> bool:
         """False when the gateway must end (a non-recoverable component died)."""
@@ -426,6 +458,7 @@ class Supervisor:
             get_logger(STATE_LINE_COMPONENT).info("%s", state_line_payload(self.status))
         try:
             write_state(self.log_dir, self.status)
+            write_health(self.log_dir, self.status.state.value)  # what the HEALTHCHECK's shell reads (health.py)
         except OSError as exc:
             self._log.error("cannot write the state file in %s: %s", self.log_dir, exc)
         self._last_write = now

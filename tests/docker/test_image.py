@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from sipmediagw.gateway.health import SHELL_CHECK
+
 pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,7 +129,7 @@ def test_image_configuration_matches_the_container_contract(image: str) -> None:
     config = json.loads(_docker("image", "inspect", image).stdout)[0]["Config"]
     assert config["User"] == "gw"
     assert config["Entrypoint"] == ["python3", "-m", "sipmediagw.gateway"]
-    assert config["Healthcheck"]["Test"] == ["CMD", "python3", "-m", "sipmediagw.gateway.health"]
+    assert config["Healthcheck"]["Test"] == ["CMD", "sh", "/opt/sipmediagw/healthcheck.sh"]
     assert "5060/udp" in config["ExposedPorts"]
     assert not any("pass" in entry.lower() for entry in config["Env"])
 
@@ -173,6 +175,12 @@ def test_health_module_reports_unhealthy_without_a_state_file(image: str) -> Non
                      "sipmediagw.gateway.health", check=False, timeout=120)
     assert result.returncode == 1
     assert "no state file" in result.stdout
+    # the HEALTHCHECK's shell form: health.SHELL_CHECK as written into the image, unhealthy without a health file
+    result = _docker("run", "--rm", "--network", "none", "--entrypoint", "sh", image, "/opt/sipmediagw/healthcheck.sh",
+                     check=False, timeout=120)
+    assert result.returncode == 1 and "no health file in /var/log/sipmediagw" in result.stdout
+    script = _run(image, "cat /opt/sipmediagw/healthcheck.sh")
+    assert script.strip() == SHELL_CHECK
 
 
 def test_make_base_image_is_a_no_op_when_the_tag_exists() -> None:

@@ -15,7 +15,7 @@ from sipmediagw.errors import ConfigError
 from sipmediagw.gateway import __main__ as entry
 from sipmediagw.gateway.baresip import VIDEO_MODULES, render_baresip_config
 from sipmediagw.gateway.config import GatewayConfig
-from sipmediagw.gateway.media import COMPONENTS, MediaPlan
+from sipmediagw.gateway.media import COMPONENTS, MediaPlan, room_grab_source
 from sipmediagw.gateway.process import ManagedProcess
 from sipmediagw.gateway.supervisor import FunctionComponent
 
@@ -65,7 +65,7 @@ def settings_text(text: str) -> list[tuple[str, str]]:
 def test_the_media_plan_says_which_components_exist() -> None:
     plan = MediaPlan("userspace", Path("/run/pulse.sock"))
     assert plan.components == COMPONENTS
-    assert plan.baresip_video(":0") == ("x11grab,:0", "x11,nil")
+    assert plan.baresip_video(":0") == (room_grab_source(":0", 15), "x11,nil")
     audio = MediaPlan("userspace", Path("/run/pulse.sock"), video=False)
     assert audio.components == ("xvfb-web", "pulseaudio", "baresip", "browser")
     assert audio.baresip_video(":0") is None
@@ -96,8 +96,8 @@ def test_a_gateway_with_video_keeps_all_of_it(env: dict[str, str], tmp_path: Pat
     assert config.audio_only is False and list(components) == list(COMPONENTS)
     assert components["baresip"].env["DISPLAY"] == ":1"  # type: ignore[attr-defined]
     text = (tmp_path / "run" / "baresip" / "config").read_text()
-    assert {"video_source x11grab,:0", "video_display x11,nil", "module avcodec.so", "module vp8.so",
-            "module x11grab.so", "module x11.so"} <= set(video_lines(text))
+    assert {f"video_source {room_grab_source(':0', 15)}", "video_display x11,nil", "module avcodec.so",
+            "module vp8.so", "module avformat.so", "module x11.so"} <= set(video_lines(text))
 
 
 def test_the_browser_of_an_audio_only_gateway_publishes_audio_only(env: dict[str, str],

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sipmediagw.gateway.health import check
+from sipmediagw.gateway.health import (HEALTH_FILE_NAME, SHELL_CHECK, STALE_AFTER, check, health_line, read_uptime,
+                                        write_health)
 from sipmediagw.state import GatewayState, GatewayStatus, write_state
 
 
@@ -56,3 +57,48 @@ def test_module_exit_status(tmp_path: Path) -> None:
     assert result.returncode == 0 and result.stdout.strip() == "state ready"
     data = json.loads((tmp_path / "state.json").read_text())
     assert data["state"] == "ready"
+
+
+# -- the cheap form: the supervisor's health file read by shell builtins (health.SHELL_CHECK) ------------------------
+
+
+def shell_check(log_dir: Path, uptime: float) -> subprocess.CompletedProcess[str]:
+    """SHELL_CHECK as Docker runs it (`sh -c`), with /proc/uptime replaced by a file saying `uptime`."""
+    fake = log_dir / "uptime"
+    fake.write_text(f"{uptime:.2f} 1234.56\n")
+    script = SHELL_CHECK.replace("/proc/uptime", str(fake))
+    assert script != SHELL_CHECK
+    return subprocess.run(["sh", "-c", script], env={**os.environ, "SIPMEDIAGW_LOG_DIR": str(log_dir)},
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize(
+    "state, healthy",
+    [(GatewayState.READY, True), (GatewayState.IN_CALL, True), (GatewayState.STARTING, False),
+     (GatewayState.ERROR, False), (GatewayState.STOPPING, False), (GatewayState.EXITED, False)],
+)
+def test_the_shell_check_gives_the_python_verdict(tmp_path: Path, state: GatewayState, healthy: bool) -> None:
+    write_health(tmp_path, state.value, uptime=1000.0)
+    result = shell_check(tmp_path, 1000.5)
+    assert (result.returncode == 0) is healthy
+    assert result.stdout.strip() == f"state {state.value}"
+
+
+def test_the_shell_check_finds_a_hung_supervisor_and_a_missing_file(tmp_path: Path) -> None:
+    missing = shell_check(tmp_path, 10.0)
+    assert missing.returncode == 1 and "no health file" in missing.stdout
+    write_health(tmp_path, "ready", uptime=1000.0)
+    assert shell_check(tmp_path, 1000.0 + STALE_AFTER - 1).returncode == 0
+    stale = shell_check(tmp_path, 1000.0 + STALE_AFTER + 1)  # no heartbeat for a minute
+    assert stale.returncode == 1 and "supervisor hung" in stale.stdout
+
+
+def test_the_health_line_and_the_real_uptime(tmp_path: Path) -> None:
+    assert health_line("ready", 100.7) == f"{int(100.7 + STALE_AFTER)} ready\n"
+    assert health_line("starting", 100.7) == "0 starting\n"
+    write_health(tmp_path, "in-call")  # the real /proc/uptime
+    deadline, state = (tmp_path / HEALTH_FILE_NAME).read_text().split()
+    assert state == "in-call" and int(deadline) > read_uptime()
+    result = subprocess.run(["sh", "-c", SHELL_CHECK], env={**os.environ, "SIPMEDIAGW_LOG_DIR": str(tmp_path)},
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "state in-call"

@@ -12,6 +12,7 @@ from sipmediagw.dispatch import RoomTarget
 from sipmediagw.errors import ConfigError, ValidationError
 from sipmediagw.gateway import __main__ as entry
 from sipmediagw.gateway.config import GatewayConfig
+from sipmediagw.gateway.media import room_grab_source
 from sipmediagw.gateway.process import ManagedProcess
 from sipmediagw.room import Room, RoomDrivers
 from sipmediagw.state import GatewayState, read_state
@@ -81,7 +82,7 @@ def test_userspace_components_in_start_order_with_their_wiring(env: dict[str, st
                     and len(line.split(None, 1)) == 2)
     assert settings["audio_player"] == "pulse,from_caller"
     assert settings["audio_source"] == "pulse,to_caller.monitor"
-    assert settings["video_source"] == "x11grab,:0"  # the caller sees the room display
+    assert settings["video_source"] == room_grab_source(":0", 15)  # the caller sees the room display
     assert settings["video_display"] == "x11,nil"  # and its video is drawn on the caller display
     accounts = tmp_path / "run" / "baresip" / "accounts"
     assert accounts.stat().st_mode & 0o777 == 0o600
@@ -186,3 +187,79 @@ def test_room_check_is_a_refusal_only_when_the_driver_says_so(tmp_path: Path) ->
     drivers.check("picky", "https://x", "browser")
     with pytest.raises(ValidationError, match="picky: no"):
         drivers.check("picky", "https://x", "no")
+
+
+def test_a_pool_gateway_parks_camera_and_browser_and_a_fixed_one_keeps_them_warm(
+        env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from sipmediagw.gateway.ondemand import OnDemandComponent
+    from sipmediagw.gateway.supervisor import FunctionComponent
+
+    fixed, _ = build(GatewayConfig.from_env(env))
+    assert all(not isinstance(c, OnDemandComponent) for c, _ in fixed)
+    assert isinstance(dict((c.name, c) for c, _ in fixed)["browser"], FunctionComponent)
+
+    del env["SIPMEDIAGW_ROOM"]
+    pool, make_controller = build(GatewayConfig.from_env(env))
+    assert [c.name for c, _ in pool] == ["xvfb-web", "xvfb-sip", "pulseaudio", "baresip", "camera", "browser"]
+    by_name = {c.name: c for c, _ in pool}
+    camera, browser = by_name["camera"], by_name["browser"]
+    assert isinstance(camera, OnDemandComponent) and isinstance(browser, OnDemandComponent)
+    assert camera.group is browser.group and browser.recoverable and not camera.recoverable
+    assert [p.name for p in browser.group.parts] == ["camera", "browser"]  # the page's camera URL exists first
+    browser.start()
+    browser.wait_ready(1.0)  # parked: nothing started, the gateway is ready without Chromium
+    assert browser.group.state == "parked" and browser.alive()
+
+    # the controller gets the slot as its on-demand room side (prepare before the answer, release after the leave)
+    class Control:
+        def connect(self, timeout: float) -> None:
+            pass
+
+    monkeypatch.setattr(entry, "BaresipControl", lambda port: Control())
+    controller = make_controller(lambda: None)
+    assert controller.on_demand is not None and controller.on_demand.on_demand is browser.group
+
+    drivers = NoDrivers(ROOT / "browsing")
+    config = GatewayConfig.from_env(env)
+    warm, _ = entry.build(config, drivers, entry.routing_of(config, drivers), park_room_side=False)
+    assert all(not isinstance(c, OnDemandComponent) for c, _ in warm)  # a pool gateway kept warm, when asked
+
+
+def test_the_sandbox_probe_runs_beside_the_start_and_a_failing_probe_means_no_sandbox() -> None:
+    from sipmediagw.gateway.sandbox import SandboxCheck
+
+    release = __import__("threading").Event()
+
+    def slow_probe() -> SandboxCheck:
+        release.wait(5)
+        return SandboxCheck(True, "namespaces allowed")
+
+    probe = entry.SandboxProbe(slow_probe)  # returns at once: the probe runs on its own thread
+    release.set()
+    assert probe.result() == SandboxCheck(True, "namespaces allowed")
+
+    def broken_probe() -> SandboxCheck:
+        raise OSError("no python3")
+
+    refused = entry.SandboxProbe(broken_probe).result()
+    assert refused.available is False and "OSError: no python3" in refused.reason
+
+
+def test_the_browser_asks_a_lazy_sandbox_verdict_only_when_it_starts(env: dict[str, str]) -> None:
+    from sipmediagw.gateway.sandbox import SandboxCheck
+
+    asked: list[str] = []
+
+    def verdict() -> SandboxCheck:
+        asked.append("asked")
+        return SandboxCheck(False, "refused")
+
+    components, _ = build_with_sandbox(GatewayConfig.from_env(env), verdict)
+    assert asked == []  # building the components does not wait for the probe
+    slot_sandbox = [c for c, _ in components if c.name == "browser"][0]._start.__self__.sandbox
+    assert callable(slot_sandbox) and slot_sandbox() is False and asked == ["asked"]
+
+
+def build_with_sandbox(config: GatewayConfig, sandbox: object) -> tuple[list, object]:
+    drivers = NoDrivers(ROOT / "browsing")
+    return entry.build(config, drivers, entry.routing_of(config, drivers), sandbox=sandbox)  # type: ignore[arg-type]
