@@ -49,8 +49,10 @@ class JanusRoom(Room):
         self.timeout = float(self.options.get("join_timeout", JOIN_TIMEOUT))
 
     def url(self) -> str:
-        """The demo page with ``?room=<id>``."""
-        return f"{self.base_url}/{self.page}?{urllib.parse.urlencode({'room': int(self.room)})}"
+        """The demo page with ``?room=<id>``; an audio-only gateway adds ``audio=only`` (the test bed's page then
+        subscribes to the room's audio alone: nobody watches its video; the upstream demo ignores it)."""
+        query = {"room": int(self.room), **({"audio": "only"} if self.options.get("audio_only") else {})}
+        return f"{self.base_url}/{self.page}?{urllib.parse.urlencode(query)}"
 
     def _is_upstream_demo(self) -> bool:
         return bool(self.driver.find_elements(By.ID, "start"))

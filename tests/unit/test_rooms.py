@@ -26,6 +26,8 @@ def test_janus_url_and_numeric_room() -> None:
     assert room.url() == "http://172.17.0.1:8000/videoroom.html?room=1234"
     demo = Janus(None, "http://h", "1234", {"page": "videoroomtest.html"})
     assert demo.url() == "http://h/videoroomtest.html?room=1234"
+    audio_only = Janus(None, "http://h", "1234", {"audio_only": True})  # the test bed's page subscribes to audio only
+    assert audio_only.url() == "http://h/videoroom.html?room=1234&audio=only"
 
 
 @pytest.mark.parametrize("room", HOSTILE + ["12a", "-1", "1.5", "1234 ", "0x10", "1" * 19])

@@ -58,7 +58,7 @@
           publish();
         }
         if (msg["error"]) fail(msg["error"]);
-        (msg["publishers"] || []).forEach(function (p) { subscribe(p.id, p.display); });
+        (msg["publishers"] || []).forEach(function (p) { subscribe(p.id, p.display, p.streams); });
         const gone = msg["leaving"] || msg["unpublished"];
         if (gone && gone !== "ok") dropFeed(gone);
         if (jsep) publisher.handleRemoteJsep({ jsep: jsep });
@@ -92,14 +92,24 @@
     }, fail);
   }
 
-  function subscribe(feed, display) {
+  // ?audio=only (an audio-only gateway): subscribe to each publisher's audio alone, so no video is received,
+  // decoded or drawn for a caller who gets none.
+  const audioOnly = params.get("audio") === "only";
+
+  function subscribe(feed, display, streams) {
     if (subscribers[feed]) return;
+    let wanted = [{ feed: feed }];
+    if (audioOnly) {
+      wanted = (streams || []).filter(function (s) { return s.type === "audio" && !s.disabled; })
+        .map(function (s) { return { feed: feed, mid: s.mid }; });
+      if (!wanted.length) return;  // nothing to hear from this publisher
+    }
     state.feeds[feed] = { display: display, up: false };
     janus.attach({
       plugin: "janus.plugin.videoroom",
       success: function (handle) {
         subscribers[feed] = handle;
-        handle.send({ message: { request: "join", room: room, ptype: "subscriber", streams: [{ feed: feed }],
+        handle.send({ message: { request: "join", room: room, ptype: "subscriber", streams: wanted,
                                  private_id: undefined } });
       },
       error: fail,
