@@ -48,10 +48,10 @@ from ..dispatch import Dispatcher, RoomTarget, UnknownMeeting
 from ..redaction import redact
 from ..sipuri import sip_status, status_meaning
 from .baresip import DISCONNECTED, BaresipControl, BaresipControlError
+from .join_dialogue import JoinDialogue
 from .logs import get_logger, strip_ansi
 from .notice import Notice, join_failed
 from .request_socket import failure, progress, success
-from .join_dialogue import JoinDialogue
 from .room_worker import JOIN, LEAVE, RoomTask, RoomWorker
 
 PREPARE = "prepare"  # room worker task: start the parked room side for a call

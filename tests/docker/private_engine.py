@@ -95,8 +95,10 @@ class PrivateEngine:
         config.write_text("{}\n")  # /etc/docker/daemon.json is the shared engine's: never read it
         return ["dockerd", "--config-file", str(config), "--data-root", str(self.data_root),
                 "--exec-root", str(self.exec_root), "--pidfile", str(self.pidfile), "-H", self.docker_host,
+                # (the userland proxy stays on, its default: without it dockerd turns on hairpin routing through
+                # /proc/sys/net/ipv4/conf/<bridge>/route_localnet, read-only inside a container, e.g. a CI runner's;
+                # no port is published here, so no proxy process runs either way)
                 "--bridge", self.bridge, "--iptables=false", "--ip-forward=false", "--ip-masq=false",
-                "--userland-proxy=false",
                 # without iptables its containers have no way out, so a lookup at the host's resolver would time out
                 # (20 s per Chromium start, measured): the bridge's host address, where nothing serves DNS, refuses
                 # lookups at once, as on a host without network
