@@ -58,6 +58,7 @@ PREPARE = "prepare"  # room worker task: start the parked room side for a call
 RELEASE = "release"  # room worker task: park it again after the call
 
 DEFAULT_DISPLAY_NAME = "SIP gateway"
+MAX_EARLY_KEYS = 32  # keys kept while the keypad menu waits for the browser (a meeting number and its '#')
 REGISTRAR_SILENCE = 5.0  # seconds unregistered with no answer at all before the state says "no answer"
 _MAX_NAME = 64
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
@@ -487,6 +488,7 @@ class Controller:
         self._dialogue: JoinDialogue | None = None  # the current join's progress and questions to the caller
         self._dialogue_seen = 0  # its generation last seen: a move restarts the join timeout
         self._menu_waiting = False  # the menu's start waits until the room worker leaves it the browser
+        self._early_keys: list[str] = []  # keys typed before the menu showed, given to it once it starts
         self._applying = False
 
     # views of the current call ------------------------------------------------------------------------------
@@ -790,6 +792,7 @@ class Controller:
             self.on_change()
             self._start_watch(call)
             self._menu_waiting = True
+            self._early_keys = []
             if not self.room_worker.busy:  # else the last call's leave still has the browser: pump starts the menu
                 self._start_menu(call)
             return
@@ -1138,6 +1141,13 @@ class Controller:
     def _start_menu(self, call: ActiveCall) -> None:
         self._menu_waiting = False
         self._menu_step("start", lambda: self.menu.start(MenuCall(self, call)))
+        # a caller who knows the meeting types it at once, while the browser still starts (a pool gateway starts
+        # it at the call): those keys are not lost, the menu gets them in order
+        keys, self._early_keys = self._early_keys, []
+        for key in keys:
+            if not self.in_menu:
+                break
+            self._menu_step("key", lambda key=key: self.menu.key(key))
 
     def _stop_menu(self) -> None:
         try:
@@ -1153,7 +1163,10 @@ class Controller:
         if self.joining and self._dialogue is not None and self._dialogue.take_key(key):
             return  # typed for the join's question (a meeting password)
         if self.in_menu:
-            if not self._menu_waiting:  # (keys before the menu is shown go nowhere)
+            if self._menu_waiting:
+                if len(self._early_keys) < MAX_EARLY_KEYS:
+                    self._early_keys.append(key)
+            else:
                 self._menu_step("key", lambda: self.menu.key(key))
             return
         if self.in_call and self._watched is self.call:

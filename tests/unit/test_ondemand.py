@@ -5,6 +5,7 @@ after the leave)."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -239,3 +240,36 @@ def test_the_keypad_menu_still_waits_for_the_answer_with_join_on_invite() -> Non
     controller.handle(call("CALL_ESTABLISHED", "c1"))
     controller.pump(0)
     assert menu.seen[:1] == ["start:meet"] and room.actions == ["prepare"]
+
+
+class SlowRoomSide(FakeRoomSide):
+    """A browser that takes its time to start: prepare() runs until the test releases it (on a real worker thread)."""
+
+    def __init__(self, room: FakeRoom) -> None:
+        super().__init__(room)
+        self.started = threading.Event()
+        self.release_start = threading.Event()
+
+    def prepare(self, cancelled: threading.Event) -> None:
+        self.started.set()
+        assert self.release_start.wait(10)
+        super().prepare(cancelled)
+
+
+def test_keys_typed_while_the_browser_starts_reach_the_menu_in_order_once_it_shows() -> None:
+    menu, control, room = FakeMenu(), FakeControl(), FakeRoom()
+    side = SlowRoomSide(room)
+    controller = Controller(control, room, lambda: None, routing=POOL, on_demand=side, menu=menu,
+                            room_worker=RoomWorker())  # type: ignore[arg-type]
+    ring(controller, control, "c1", "meet")
+    assert side.started.wait(10)
+    controller.handle(call("CALL_ESTABLISHED", "c1"))
+    for key in "1235#":  # a caller who knows the meeting types it at once
+        controller.handle({"type": "CALL_DTMF_START", "param": key, "id": "c1"})
+    assert menu.seen == []  # the menu waits for the browser; the keys are kept, not dropped
+    side.release_start.set()
+    deadline = time.monotonic() + 10
+    while menu.seen[:1] != ["start:meet"]:  # the supervisor's loop turning until the browser is free
+        assert time.monotonic() < deadline, "the menu never started"
+        controller.pump(0.01)
+    assert menu.seen[:6] == ["start:meet", "key:1", "key:2", "key:3", "key:5", "key:#"]
