@@ -104,7 +104,8 @@ class RecordingRoom:
     def check(self, target: RoomTarget) -> None:
         pass
 
-    def join(self, target: RoomTarget, display_name: str, cancelled: threading.Event) -> None:
+    def join(self, target: RoomTarget, display_name: str, cancelled: threading.Event,
+             dialogue: Any = None) -> None:
         self.actions.append(f"join:{display_name}")
         if self.fail_join:
             raise RuntimeError("room page unreachable")

@@ -52,7 +52,8 @@ class Room:
     def check(self, target: RoomTarget) -> None:
         pass
 
-    def join(self, target: RoomTarget, display_name: str, cancelled: threading.Event) -> None:
+    def join(self, target: RoomTarget, display_name: str, cancelled: threading.Event,
+             dialogue: Any = None) -> None:
         self.joined.append(target)
 
     def leave(self) -> None:
