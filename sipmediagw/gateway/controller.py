@@ -736,15 +736,14 @@ class Controller:
         self._log.info("call %s from %s to %r: taking it to %s", call_id, self.call.caller_uri, dialled, where)
         self._prepare_room(self.call)  # before the answer: the browser starts while the call is set up
         if not answered:
-            if self.join_on_invite and decision.target is not None:
-                # the room is known: enter it while baresip answers and sets up the media (the accept below returns
-                # only then, 1-2 s later), so the caller is heard sooner after the answer; a call that ends
-                # unanswered abandons the join (_end_call)
-                self._join(self.call, decision.target)
             try:
                 self.control.accept()
             except BaresipControlError as exc:
                 self._log.warning("could not answer call %s: %s", call_id, exc)
+            if self.join_on_invite and decision.target is not None:
+                # the room is known: enter it while baresip sets up the media, so the caller is heard sooner after
+                # the answer; a call that ends unanswered abandons the join (_end_call)
+                self._join(self.call, decision.target)
         return True
 
     # calls --------------------------------------------------------------------------------------------------
