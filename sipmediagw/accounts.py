@@ -89,8 +89,11 @@ def _parse_params(parts: list[str], where: tuple[str, int], what: str) -> dict[s
         if not _KEY.match(key):
             # never echo the text: a typo like `auth_pass:secret` or `;secret` would print the password
             name = _KEY_PREFIX.match(part)
-            # a secret-looking name may have the password run into it (`auth_passHunter2`): then only its number
-            shown = f"starting {name.group(0)!r}" if name and not is_secret_key(name.group(0)) else f"number {index}"
+            # a secret-looking name may have the password run into it (`auth_passHunter2`), and a password holding
+            # ';' continues as the next "parameter" (`auth_pass=Hunter;2x:y`): then only its number
+            after_secret = index > 1 and is_secret_key(parts[index - 2].partition("=")[0].strip())
+            shown = f"starting {name.group(0)!r}" if name and not is_secret_key(name.group(0)) and not after_secret \
+                else f"number {index}"
             raise FileLineError(where[0], where[1], f"malformed {what} ({shown}): expected name=value")
         if key in params:
             raise FileLineError(where[0], where[1], f"{what} {key!r} given twice")

@@ -541,6 +541,9 @@ class BrowserRoomSession:
             try:
                 if room is not None:
                     room.leave()
+            except WebDriverException as exc:  # a page that never loaded, or hangs: blanking it is the leave
+                get_logger("rooms").warning("%s: leaving the room failed (%s); blanking the page",
+                                            room.platform if room else "?", str(exc).strip().splitlines()[0][:120])
             finally:
                 try:
                     self.browser.driver.get("about:blank")

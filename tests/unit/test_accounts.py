@@ -96,3 +96,10 @@ def test_the_same_account_spelled_differently_is_a_duplicate():
     with pytest.raises(FileLineError, match=r"f:2: sip:a@h:5060 is already used on line 1"):
         parse_accounts("<sip:a@h>\n<sip:a@H:5060>\n", "f")
     assert len(parse_accounts("<sip:a@h>\n<sip:a@h:5070>\n<sip:A@h>\n", "f")) == 3
+
+
+def test_a_password_holding_a_semicolon_is_not_echoed_as_the_next_parameter() -> None:
+    # found by hypothesis (test_properties.py): `pass = ;A000:` split at ';' made the password's tail a "parameter"
+    with pytest.raises(FileLineError) as caught:
+        parse_account_line("<sip:gw@example.org;transport=udp;auth_pass=;Hunter2:x;regint=60>", "accounts", 1)
+    assert "Hunter2" not in str(caught.value) and "(number 3)" in str(caught.value)
