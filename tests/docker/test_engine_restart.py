@@ -19,12 +19,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import docker
 import pytest
 
 from drills_table import merge_rows
+from test_fault_drills import ROOM_DRIVER, _wait  # the drills' room page and their wait
 from private_engine import PrivateEngine
 from sipmediagw import claims, dockerops, labels
 from sipmediagw.backends.engine import LATE_START_S, EngineBackend, EngineClaims, parse_docker_time
@@ -41,37 +42,6 @@ SECRET = "Engine-Drill-2718"
 READY_TIMEOUT = 120
 GATEWAY = "engine-drill"
 DRILL = "Docker engine restarted, idle"
-ROOM_DRIVER = '''
-from sipmediagw.room import Room
-
-
-class DrillRoom(Room):
-    """A local page: the drill is about the engine, not a conference server."""
-
-    platform = "drillroom"
-
-    def url(self):
-        return "data:text/html,<title>room</title><h1>engine drill room</h1>"
-
-    def join(self, display_name):
-        self.driver.get(self.url())
-
-    def leave(self):
-        self.driver.get("about:blank")
-'''
-
-
-def _wait(predicate: Callable[[], Any], timeout: float, what: str, on_fail: Callable[[], str] = lambda: "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout:.0f} s\n{on_fail()}")
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="session")
 def drill_rows(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[dict[str, Any]]]:
     """Rows for the drills table (drills_table.py merges them with the other drill files' rows)."""

@@ -168,7 +168,13 @@ def test_idle_relay_grabs_one_still_frame_and_runs_no_ffmpeg_until_a_window_appe
     screen = (1920, 1080)
     regions = [Region(0, 0, *screen)]  # what the watcher sees: no caller window yet
     monkeypatch.setattr(mjpeg, "display_size", lambda display: screen)
-    monkeypatch.setattr(mjpeg, "find_video_region", lambda display: regions[-1])
+    looks: list[str] = []  # one entry per watcher round
+
+    def find(display: str) -> Region:
+        looks.append(display)
+        return regions[-1]
+
+    monkeypatch.setattr(mjpeg, "find_video_region", find)
     monkeypatch.setattr(mjpeg, "ManagedProcess", FakeFfmpeg)
     monkeypatch.setattr(mjpeg, "WATCH_INTERVAL", 0.02)
     FakeFfmpeg.runs = []
@@ -176,7 +182,8 @@ def test_idle_relay_grabs_one_still_frame_and_runs_no_ffmpeg_until_a_window_appe
     relay.start()
     try:
         assert relay.grab_fps == 0 and FakeFfmpeg.runs[0].still
-        time.sleep(0.2)  # several watcher rounds
+        seen = len(looks)
+        assert _wait(lambda: len(looks) >= seen + 5)  # several watcher rounds
         assert len(FakeFfmpeg.runs) == 1, "a still grab that exited 0 is not restarted"
         assert relay.alive()
         regions.append(Region(0, 0, 640, 360))  # the caller's video window
