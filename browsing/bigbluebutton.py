@@ -63,8 +63,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from sipmediagw.errors import ValidationError
 from sipmediagw.redaction import add_secret, redact
-from sipmediagw.room import (AUTH_REQUIRED, NOT_FOUND, NOT_STARTED, WRONG_PASSWORD, Option, Room, RoomRefused,
-                             check_base_url)
+from sipmediagw.room import (AUTH_REQUIRED, NOT_FOUND, NOT_STARTED, PAGE_POLL_S, WRONG_PASSWORD, Option, Room,
+                             RoomRefused, check_base_url)
 
 # Greenlight room codes ("abc-def-ghi", "abc-1x2-y3z-4k5"): nothing else can reach the path.
 ROOM_CODE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+){0,7}$")
@@ -364,7 +364,7 @@ class BigBlueButtonRoom(Room):
     def _join_greenlight(self, display_name: str) -> None:
         join_page = self.url()
         self.driver.get(join_page)
-        wait = WebDriverWait(self.driver, self.timeout)
+        wait = WebDriverWait(self.driver, self.timeout, poll_frequency=PAGE_POLL_S)
         name = wait.until(lambda d: self._visible(GL_NAME) or self._not_found_page(),
                           message="bigbluebutton: no name field on the Greenlight join page")
         if name is True:
@@ -420,7 +420,7 @@ class BigBlueButtonRoom(Room):
 
     # -- the HTML5 client
     def _enter_client(self) -> None:
-        wait = WebDriverWait(self.driver, self.timeout)
+        wait = WebDriverWait(self.driver, self.timeout, poll_frequency=PAGE_POLL_S)
 
         def audio_joined() -> bool:
             return bool(self._visible(MUTE) or self._visible(UNMUTE))
@@ -459,7 +459,7 @@ class BigBlueButtonRoom(Room):
             menu = self._visible(LEAVE_MENU)
             if menu:
                 menu.click()
-                item = WebDriverWait(self.driver, 5).until(lambda d: self._visible(LEAVE))
+                item = WebDriverWait(self.driver, 5, poll_frequency=PAGE_POLL_S).until(lambda d: self._visible(LEAVE))
                 item.click()
         finally:
             self.driver.get("about:blank")
@@ -485,7 +485,7 @@ class BigBlueButtonRoom(Room):
         if self._visible(LEAVE_VIDEO):
             return  # already shared
         self._click(JOIN_VIDEO, "share camera")
-        WebDriverWait(self.driver, CONTROL_TIMEOUT).until(
+        WebDriverWait(self.driver, CONTROL_TIMEOUT, poll_frequency=PAGE_POLL_S).until(
             lambda d: self._visible(START_WEBCAM), message="bigbluebutton: no webcam preview").click()
 
     def raise_hand(self, up: bool) -> None:

@@ -19,7 +19,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from sipmediagw.errors import ValidationError
-from sipmediagw.room import Option, Room, check_base_url
+from sipmediagw.room import PAGE_POLL_S, Option, Room, check_base_url
 
 ROOM_ID = re.compile(r"^[0-9]{1,18}$")  # VideoRoom ids are unsigned 64-bit integers
 PAGE = re.compile(r"^[A-Za-z0-9_-]+\.html$")
@@ -60,7 +60,7 @@ class JanusRoom(Room):
     def join(self, display_name: str) -> None:
         """Open the page, enter the name, join and wait until Janus confirms we publish in the room."""
         self.driver.get(self.url())
-        wait = WebDriverWait(self.driver, self.timeout)
+        wait = WebDriverWait(self.driver, self.timeout, poll_frequency=PAGE_POLL_S)
         wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
         if self._is_upstream_demo():
             self._join_upstream(display_name, wait)
@@ -76,10 +76,12 @@ class JanusRoom(Room):
         wait.until(self._testbed_joined, message=f"janus: not joined in room {self.room}")
 
     def _testbed_joined(self, driver) -> bool:  # type: ignore[no-untyped-def]
+        # Joined means our PeerConnection is up (``publishing``), as with the upstream demo below: the room's
+        # "joined" answer comes before the offer, and a call answered then is not heard for another 0.5-1 s.
         state = driver.execute_script("return window.sipmediagw && window.sipmediagw.state")
         if state and state.get("error"):
             raise RuntimeError(f"janus: room {self.room}: {state['error']}")
-        return bool(state and state.get("joined"))
+        return bool(state and state.get("joined") and state.get("publishing"))
 
     def _join_upstream(self, display_name: str, wait: WebDriverWait) -> None:
         self.driver.find_element(By.ID, "start").click()

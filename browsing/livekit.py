@@ -53,7 +53,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from sipmediagw.errors import ValidationError
 from sipmediagw.jwt import encode_hs256
 from sipmediagw.redaction import add_secret
-from sipmediagw.room import (AUTH_REQUIRED, NOT_FOUND, Option, Room, RoomRefused, check_base_url,
+from sipmediagw.room import (AUTH_REQUIRED, NOT_FOUND, PAGE_POLL_S, Option, Room, RoomRefused, check_base_url,
                              url_path_segment)
 
 JOIN_TIMEOUT = 45.0
@@ -281,7 +281,8 @@ class LiveKitRoom(Room):
     # -- page helpers ---------------------------------------------------------------------------------------------
     def _wait(self, timeout: float) -> WebDriverWait:
         """A wait that retries when React replaced an element between two commands."""
-        return WebDriverWait(self.driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
+        return WebDriverWait(self.driver, timeout, poll_frequency=PAGE_POLL_S,
+                             ignored_exceptions=(StaleElementReferenceException,))
 
     def _shown(self, css: str, enabled: bool = False) -> Any:
         """The first displayed element matching `css` (and enabled, when asked), or False."""

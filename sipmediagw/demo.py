@@ -117,14 +117,9 @@ def make_caller(stack: LocalStack, workdir: Path, tone: int = CALLER_TONE, *, in
 
 
 def wait_audible(participant: Participant, expected: float, timeout: float) -> float | None:
-    """Poll the room page in short windows until `expected` Hz is heard; return the frequency heard (None: not
-    within `timeout`)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        hz = participant.remote_audio_frequency(timeout=1, window_ms=250)
-        if _close(hz, expected):
-            return hz
-    return None
+    """Wait until the room page hears `expected` Hz (within TOLERANCE); return the frequency heard at once (None:
+    not within `timeout`). The page listens continuously, so the time this returns is when the tone became audible."""
+    return participant.wait_tone(expected, expected * TOLERANCE, timeout)
 
 
 def grab_gateway_screen(container: str, path_in_logs: str = "room-as-gateway-sees-it.png") -> bool:

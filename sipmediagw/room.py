@@ -18,6 +18,11 @@ from typing import Any, Callable, ClassVar
 
 from .errors import ConfigError, ValidationError
 
+#: seconds between two looks at a page while a driver waits for it. Selenium's WebDriverWait looks every 0.5 s by
+#: default: a join's last wait (the room says "joined") then ends up to 0.5 s after the fact, while the caller rings
+#: (a look is one script round trip, a few ms of CPU).
+PAGE_POLL_S = 0.05
+
 PLATFORM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 DRIVER_SUFFIXES = (".py", ".yaml")  # a driver in Python, or the steps of a platform described in YAML (room_steps)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -36,7 +36,7 @@ from .join_dialogue import JoinDialogue
 from .logs import get_logger, line_sink, setup_logging
 from .media import KERNEL, ROOM_MIC, MediaPlan
 from .ondemand import OnDemand, OnDemandComponent, Part
-from .process import ManagedProcess
+from .process import ComponentFailed, ManagedProcess
 from .request_socket import GatewayRequests
 from .sandbox import SandboxCheck, probe_sandbox
 from .supervisor import Component, FunctionComponent, Supervisor
@@ -157,11 +157,13 @@ class BrowserSlot:
         self.on_demand = on_demand
         self.browser: Any = None
         self.session: Any = None
+        self._mic_clock: ManagedProcess | None = None
 
     def start(self) -> None:
         """Start Chromium pre-warmed on about:blank."""
         from .browser import Browser  # selenium is imported only when a browser is needed
 
+        self._start_mic_clock()
         browser = Browser(
             display=self.display,
             env=self.plan.browser_env(),
@@ -182,10 +184,28 @@ class BrowserSlot:
         return self.browser is not None and self.browser.alive()
 
     def stop(self) -> None:
-        """Quit Chromium (also after a crash)."""
+        """Quit Chromium (also after a crash), and its mic clock."""
         browser, self.browser, self.session = self.browser, None, None
         if browser is not None:
             browser.quit()
+        clock, self._mic_clock = self._mic_clock, None
+        if clock is not None:
+            clock.stop()
+
+    def _start_mic_clock(self) -> None:
+        """Start the reader that keeps Chromium's microphone prompt (MediaPlan.mic_clock_argv), before Chromium so
+        that the sink renders short blocks by its first getUserMedia. Without it a call only starts slower: a
+        failure is logged, not fatal."""
+        argv = self.plan.mic_clock_argv()
+        if argv is None or self._mic_clock is not None:
+            return
+        clock = ManagedProcess("mic-clock", argv, log=line_sink("mic-clock"), stop_timeout=2.0)
+        try:
+            clock.start()
+        except ComponentFailed as exc:
+            line_sink("mic-clock")(f"not started, the room may hear a caller up to 2 s late: {exc.reason}")
+            return
+        self._mic_clock = clock
 
     # RoomSession
     def prepare(self, cancelled: threading.Event) -> None:

@@ -27,6 +27,12 @@ A pool gateway parks its browser and camera while idle (ondemand.py): with an `o
 is answered and established; the join queued behind it finds it running. Once the call is over and its room left,
 they are parked again.
 
+A call whose room the dialled address names (``join_on_invite``) is answered once its room is joined, so that the
+caller is heard in the room from the moment the call is up, not a second later: the join starts at the INVITE and the
+call rings meanwhile. It is answered earlier when the join has something to tell or ask the caller (a lobby, a
+password: the dialogue moved), when the join fails (the caller hears why), and at the latest ANSWER_WAIT s after the
+INVITE, so a slow room never keeps a caller ringing.
+
 A room that cannot be joined is not a bare BYE: with a `notifier` (gateway/notice.py, drawn and said by menu.py), the
 call goes to the NOTIFYING stage, the caller sees and hears why, and the pump hangs up once the prompt has been said
 (NOTICE_MIN .. NOTICE_LIMIT s after the failure); a caller hanging up meanwhile ends it at once.
@@ -85,6 +91,8 @@ ROOM_JOIN_TIMEOUT = 90.0
 CANCEL_GRACE = 1.0
 #: the "cannot be joined" notice: the call is hung up once its prompt has been said (the prompt lasts 4.5 s) and at
 #: least NOTICE_MIN s after the failure (the screen is read even when no prompt plays), at most NOTICE_LIMIT s after
+#: seconds a call whose room is being joined may ring before it is answered anyway (join_on_invite)
+ANSWER_WAIT = 5.0
 NOTICE_MIN = 3.0
 NOTICE_LIMIT = 8.0
 #: after the prompt's player exits, its last syllable is still in PulseAudio's and baresip's buffers
@@ -138,6 +146,7 @@ class ActiveCall:
     target: RoomTarget | None  # where it goes; None while the keypad menu decides
     stage: str = ANSWERING
     started: str | None = None  # ISO time it was established (answered)
+    answer_by: float | None = None  # clock() time it is answered at the latest, while its answer waits for its room
     dialout: Dialout | None = None  # set on an outgoing call
 
     @property
@@ -454,8 +463,8 @@ class Controller:
         self.control = control
         self.room = room
         self.on_demand = on_demand  # started per call, parked after it (None: the room side is always running)
-        #: a call whose room is known from the dialled address starts its join as soon as it is taken, not once
-        #: established (the keypad menu still waits for the answer)
+        #: a call whose room is known from the dialled address starts its join as soon as it is taken and is
+        #: answered once joined (or ANSWER_WAIT s later); the keypad menu still waits for the answer
         self.join_on_invite = join_on_invite
         self.on_change = on_change
         self.once = once
@@ -591,7 +600,10 @@ class Controller:
             # driver's own options bound each such wait
             self._dialogue_seen = dialogue.generation
             self._join_deadline = self.clock() + self.join_timeout
+            self._answer_if_waiting(call, f"the join needs the caller: {dialogue.status}")
             self.on_change()
+        if call is not None and call.answer_by is not None and self.clock() >= call.answer_by:
+            self._answer_if_waiting(call, f"still joining its room after {ANSWER_WAIT:g} s")
         if call is not None and call.stage == JOINING and self.clock() >= self._join_deadline:
             self._fail_join(call, f"room join timed out after {self.join_timeout:g} s", timed_out=True)
         browser_free = not self.room_worker.busy
@@ -736,15 +748,29 @@ class Controller:
         self._log.info("call %s from %s to %r: taking it to %s", call_id, self.call.caller_uri, dialled, where)
         self._prepare_room(self.call)  # before the answer: the browser starts while the call is set up
         if not answered:
-            try:
-                self.control.accept()
-            except BaresipControlError as exc:
-                self._log.warning("could not answer call %s: %s", call_id, exc)
             if self.join_on_invite and decision.target is not None:
-                # the room is known: enter it while baresip sets up the media, so the caller is heard sooner after
-                # the answer; a call that ends unanswered abandons the join (_end_call)
+                # the room is known: enter it while the call rings, answer once in it (see the module's docstring);
+                # a call that ends unanswered abandons the join (_end_call)
+                self.call.answer_by = self.clock() + ANSWER_WAIT
                 self._join(self.call, decision.target)
+            else:
+                self._answer(self.call, "")
         return True
+
+    def _answer(self, call: ActiveCall, why: str) -> None:
+        """Send baresip's ``accept`` for the incoming `call` (once; `why` says what ended its wait, for the log)."""
+        call.answer_by = None
+        if why:
+            self._log.info("call %s: answering (%s)", call.call_id, why)
+        try:
+            self.control.accept()
+        except BaresipControlError as exc:
+            self._log.warning("could not answer call %s: %s", call.call_id, exc)
+
+    def _answer_if_waiting(self, call: ActiveCall | None, why: str) -> None:
+        """Answer `call` now if its answer still waits for its room."""
+        if call is not None and call is self.call and call.answer_by is not None and call.started is None:
+            self._answer(call, why)
 
     # calls --------------------------------------------------------------------------------------------------
 
@@ -778,11 +804,14 @@ class Controller:
         call.started = _now()
         if event.get("peerdisplayname"):
             call.caller = caller_display_name(event, self.default_display_name)
+        call.answer_by = None  # (an account in answermode=auto answered by itself)
         if call.stage != ANSWERING:  # entering its room since the INVITE (join_on_invite), or failed to
             self._log.info("call %s from %s answered; the room join started at the INVITE is %s", call_id,
                            call.caller_uri, call.stage)
             if call.stage in (JOINING, IN_ROOM):
                 self._start_watch(call)
+            if call.stage == IN_ROOM:  # joined before the answer: the watch hears of it now
+                self._watch_step("joined", lambda watch: watch.joined())
             self.on_change()
             return
         if call.target is None:
@@ -833,6 +862,9 @@ class Controller:
         self._log.info("call %s is in room %s (joined in %.1f s)", call.call_id,
                        call.target.room if call.target else "?", task.seconds)
         self.on_change()
+        if call.answer_by is not None:  # the answer waited for this: the watch starts once the call is established
+            self._answer(call, "in its room")
+            return
         self._start_watch(call)
         self._watch_step("joined", lambda watch: watch.joined())
         if call.dialout is not None and call.target is not None:
@@ -855,6 +887,7 @@ class Controller:
             self.hang_up(error, call)
             self.on_change()
             return
+        self._answer_if_waiting(call, "its room cannot be joined: the caller is told why")
         notice = join_failed(cause, call.target, timed_out)
         self._log.error("%s; telling the caller (%s: %s), then hanging up call %s", error, notice.category,
                         notice.reason, call.call_id)

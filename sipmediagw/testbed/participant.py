@@ -125,6 +125,21 @@ class Participant:
             time.sleep(0.5)
         return None
 
+    def wait_tone(self, hz: float, tolerance: float, timeout: float) -> float | None:
+        """Return as soon as remote audio within `tolerance` Hz of `hz` is heard (the frequency heard), None if not
+        within `timeout` s. The page listens the whole time (no gaps between polls), so the return is the onset."""
+        assert self.driver is not None
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            heard = self.driver.execute_async_script(  # in turns well inside the 60 s script timeout
+                "const done = arguments[arguments.length - 1];"
+                "window.sipmediagw.toneHeard(arguments[0], arguments[1], arguments[2])"
+                ".then(done, function () { done(null); });",
+                float(hz), float(tolerance), int(min(left, 20.0) * 1000))
+            if heard:
+                return float(heard)
+        return None
+
     def record_remote_audio(self, path: Path, seconds: float) -> Path | None:
         """Record `seconds` of what this page hears from the remote participants into a mono WAV at `path`;
         None when no remote audio track exists."""

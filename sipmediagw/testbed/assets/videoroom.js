@@ -195,6 +195,48 @@
     });
   }
 
+  // Resolves the dominant frequency (Hz) as soon as remote audio within `tolerance` Hz of `hz` is heard (two
+  // analyses 20 ms apart agree), or null after `ms`. Unlike remoteAudioFrequency, nothing is averaged over a window:
+  // the bench times when the caller becomes audible with it, to within the 85 ms analysis window. Remote tracks that
+  // appear meanwhile are listened to as well.
+  function toneHeard(hz, tolerance, ms) {
+    audioCtx = audioCtx || new AudioContext();
+    const analyser = audioCtx.createAnalyser();
+    analyser.fftSize = 4096;  // 85 ms at 48 kHz, 11.7 Hz per bin
+    analyser.smoothingTimeConstant = 0;
+    const bins = new Float32Array(analyser.frequencyBinCount);
+    const listened = new Map();
+    function listenToNewTracks() {
+      Object.values(remoteStreams).forEach(function (s) {
+        s.getAudioTracks().forEach(function (t) {
+          if (listened.has(t)) return;
+          const src = audioCtx.createMediaStreamSource(new MediaStream([t])); src.connect(analyser);
+          listened.set(t, src);
+        });
+      });
+    }
+    return audioCtx.resume().then(function () {
+      return new Promise(function (resolve) {
+        let hits = 0;
+        function finish(result) {
+          clearInterval(timer); clearTimeout(limit);
+          listened.forEach(function (src) { src.disconnect(); });
+          resolve(result);
+        }
+        const timer = setInterval(function () {
+          listenToNewTracks();
+          analyser.getFloatFrequencyData(bins);
+          let best = -1, bestDb = -Infinity;
+          for (let i = 2; i < bins.length; i++) if (bins[i] > bestDb) { bestDb = bins[i]; best = i; }
+          const heard = best * audioCtx.sampleRate / analyser.fftSize;
+          hits = best > 0 && bestDb > -70 && Math.abs(heard - hz) <= tolerance ? hits + 1 : 0;
+          if (hits >= 2) finish(Math.round(heard));
+        }, 20);
+        const limit = setTimeout(function () { finish(null); }, ms);
+      });
+    });
+  }
+
   // Record `ms` of all remote audio as the page hears it: resolves {rate, pcm} with pcm the base64 of 16-bit
   // little-endian mono samples (null when no remote audio track exists). The analysis is done in Python.
   function recordRemoteAudio(ms) {
@@ -269,7 +311,7 @@
   }
 
   window.sipmediagw = {
-    state: state, start: start, leave: leave, remoteAudioFrequency: remoteAudioFrequency,
+    state: state, start: start, leave: leave, remoteAudioFrequency: remoteAudioFrequency, toneHeard: toneHeard,
     recordRemoteAudio: recordRemoteAudio,
     framesDecoded: framesDecoded, remoteFrameHashes: remoteFrameHashes,
     remoteCount: function () { return Object.keys(remoteStreams).length; }
