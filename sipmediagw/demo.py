@@ -103,10 +103,6 @@ class CallReport:
         return "; ".join(out)
 
 
-def _close(measured: float | None, expected: float) -> bool:
-    return measured is not None and abs(measured - expected) <= expected * TOLERANCE
-
-
 def make_caller(stack: LocalStack, workdir: Path, tone: int = CALLER_TONE, *, index: int = 0,
                 **options: Any) -> BaresipCaller:
     """The host baresip caller (`index` picks one of the stack's caller accounts), registered at the stack's Kamailio

@@ -89,10 +89,10 @@ ROOM_JOIN_TIMEOUT = 90.0
 #: a cancelled join that has not returned this long after its cancel is inside one WebDriver command (a page load):
 #: settle_room stops waiting for it (a join that polls its page sees the cancel within half a second)
 CANCEL_GRACE = 1.0
-#: the "cannot be joined" notice: the call is hung up once its prompt has been said (the prompt lasts 4.5 s) and at
-#: least NOTICE_MIN s after the failure (the screen is read even when no prompt plays), at most NOTICE_LIMIT s after
 #: seconds a call whose room is being joined may ring before it is answered anyway (join_on_invite)
 ANSWER_WAIT = 5.0
+#: the "cannot be joined" notice: the call is hung up once its prompt has been said (the prompt lasts 4.5 s) and at
+#: least NOTICE_MIN s after the failure (the screen is read even when no prompt plays), at most NOTICE_LIMIT s after
 NOTICE_MIN = 3.0
 NOTICE_LIMIT = 8.0
 #: after the prompt's player exits, its last syllable is still in PulseAudio's and baresip's buffers

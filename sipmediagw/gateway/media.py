@@ -25,9 +25,9 @@ ROOM_MIC = "from_caller_mic"  # ... and Chromium records it from here
 ROOM_SINK = "to_caller"  # Chromium plays the room's audio here
 CALLER_SOURCE_KERNEL = "to_caller_capture"  # kernel mode: capture side of loopback card B
 
-#: every component a gateway can have, in start order (gateway/__main__.py builds them by these names)
 #: how often the mic clock (MediaPlan.mic_clock_argv) reads: the longest a new reader of the microphone waits
 MIC_CLOCK_LATENCY_MS = 100
+#: every component a gateway can have, in start order (gateway/__main__.py builds them by these names)
 COMPONENTS = ("xvfb-web", "xvfb-sip", "pulseaudio", "baresip", "camera", "browser")
 #: the ones that only carry video: the caller display baresip draws on, and the camera made from it. The room
 #: display (xvfb-web) stays on an audio-only gateway: Chromium needs a display, even when nothing grabs it.
