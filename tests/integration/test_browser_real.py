@@ -218,7 +218,9 @@ def pages_url() -> Iterator[str]:
 
 # -- PulseAudio ----------------------------------------------------------------------------------------------------
 class Pulse:
-    """A private PulseAudio daemon: null sink `callerin` (what baresip would play) + its remapped monitor `callermic`."""
+    """A private PulseAudio daemon: null sink `callerin` (what baresip would play) + its remapped monitor `callermic`,
+    and null sink `roomout` for what the browser plays (the room), as the gateway wires them (media.py): a browser
+    playing into `callerin` would send the room's audio back to it through its own microphone."""
 
     def __init__(self, workdir: Path) -> None:
         self.socket = workdir / "pulse.sock"
@@ -228,9 +230,10 @@ class Pulse:
             "load-module module-null-sink sink_name=callerin sink_properties=device.description=callerin\n"
             "load-module module-remap-source source_name=callermic master=callerin.monitor "
             "source_properties=device.description=callermic\n"
+            "load-module module-null-sink sink_name=roomout sink_properties=device.description=roomout\n"
             "set-default-source callermic\n")
         env = {**os.environ, "HOME": str(workdir), "XDG_RUNTIME_DIR": str(workdir), "XDG_CONFIG_HOME": str(workdir)}
-        self.env = {"PULSE_SERVER": f"unix:{self.socket}", "PULSE_SOURCE": "callermic", "PULSE_SINK": "callerin"}
+        self.env = {"PULSE_SERVER": f"unix:{self.socket}", "PULSE_SOURCE": "callermic", "PULSE_SINK": "roomout"}
         self.players: list[subprocess.Popen] = []
         self.proc = subprocess.Popen(
             ["pulseaudio", "-n", "-F", str(script), "--daemonize=no", "--use-pid-file=no", "--realtime=no",
