@@ -5,8 +5,9 @@ after the INVITE. The real Controller and room worker thread, a fake baresip con
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from typing import Any
+from typing import Any, Iterator
 
 from sipmediagw.dispatch import RoomTarget
 from sipmediagw.gateway.controller import ANSWER_WAIT, Controller, Routing
@@ -28,12 +29,21 @@ class AskingRoom(SlowRoom):
         super().join(target, display_name, cancelled, dialogue)
 
 
-def gateway(room: SlowRoom, clock: Clock | None = None) -> tuple[Controller, FakeControl, RecordingWatch]:
+@contextlib.contextmanager
+def ringing(room: SlowRoom, clock: Clock | None = None) -> Iterator[tuple[Controller, FakeControl, RecordingWatch]]:
+    """A fixed gateway (join_on_invite) whose call c1 rings and whose join has started on the worker thread; the join
+    is released and the worker drained afterwards, whatever the test did."""
     control, watch = FakeControl(), RecordingWatch()
     controller = Controller(control, room, lambda: None, routing=Routing("gw", fixed=FIXED), watch=watch,
                             room_worker=RoomWorker(), join_on_invite=True,
                             **({"clock": clock} if clock is not None else {}))
-    return controller, control, watch
+    try:
+        ring(controller, control, "c1", "gw")
+        wait_event(room.entered, "the join to start at the INVITE")
+        yield controller, control, watch
+    finally:
+        room.release.set()
+        assert controller.room_worker.wait_idle(10)
 
 
 def accepts(control: FakeControl) -> int:
@@ -42,10 +52,7 @@ def accepts(control: FakeControl) -> int:
 
 def test_the_call_rings_while_its_room_is_joined_and_is_answered_once_in_it() -> None:
     room = SlowRoom()
-    controller, control, watch = gateway(room)
-    try:
-        ring(controller, control, "c1", "gw")
-        wait_event(room.entered, "the join to start at the INVITE")
+    with ringing(room) as (controller, control, watch):
         for _ in range(20):
             controller.pump(0.01)
         assert accepts(control) == 0, "answered before the room was joined"
@@ -58,54 +65,33 @@ def test_the_call_rings_while_its_room_is_joined_and_is_answered_once_in_it() ->
         assert controller.in_call and watch.seen[:2] == ["start:c1", "joined"]
         controller.pump(0.0)
         assert accepts(control) == 1  # once
-    finally:
-        room.release.set()
-        assert controller.room_worker.wait_idle(10)
 
 
 def test_a_join_that_needs_the_caller_answers_at_once() -> None:
     room = AskingRoom()
-    controller, control, _ = gateway(room)
-    try:
-        ring(controller, control, "c1", "gw")
-        wait_event(room.entered, "the join")
+    with ringing(room) as (controller, control, _):
         pump_until(controller, lambda: accepts(control) == 1, "the answer when the join reports a lobby")
         assert "join returned" not in room.events  # still waiting to be let in: the caller sees and hears it
-    finally:
-        room.release.set()
-        assert controller.room_worker.wait_idle(10)
 
 
 def test_a_slow_room_is_answered_after_answer_wait_seconds() -> None:
     room, clock = SlowRoom(), Clock()
-    controller, control, _ = gateway(room, clock)
-    try:
-        ring(controller, control, "c1", "gw")
-        wait_event(room.entered, "the join")
+    with ringing(room, clock) as (controller, control, _):
         clock.now += ANSWER_WAIT - 0.1
         controller.pump(0.0)
         assert accepts(control) == 0
         clock.now += 0.2
         controller.pump(0.0)
         assert accepts(control) == 1 and "join returned" not in room.events
-    finally:
-        room.release.set()
-        assert controller.room_worker.wait_idle(10)
 
 
 def test_a_caller_who_gives_up_ringing_is_never_answered_and_the_join_is_abandoned() -> None:
     room = SlowRoom()
-    controller, control, _ = gateway(room)
-    try:
-        ring(controller, control, "c1", "gw")
-        wait_event(room.entered, "the join")
+    with ringing(room) as (controller, control, _):
         controller.handle(call("CALL_CLOSED", "c1", param="Connection reset by peer"))
         pump_until(controller, lambda: "join cancelled" in room.events, "the join to be cancelled")
         controller.pump(0.0)
         assert accepts(control) == 0 and controller.call is None
-    finally:
-        room.release.set()
-        assert controller.room_worker.wait_idle(10)
 
 
 def test_a_failed_join_answers_so_the_caller_hears_why_then_hangs_up() -> None:

@@ -159,6 +159,14 @@
     state.joined = false;
   }
 
+  // The loudest frequency (Hz) the analyser hears now, or null when nothing is above -70 dBFS.
+  function loudestFrequency(analyser, bins) {
+    analyser.getFloatFrequencyData(bins);
+    let best = -1, bestDb = -Infinity;
+    for (let i = 2; i < bins.length; i++) if (bins[i] > bestDb) { bestDb = bins[i]; best = i; }
+    return best > 0 && bestDb > -70 ? best * audioCtx.sampleRate / analyser.fftSize : null;
+  }
+
   // Dominant frequency (Hz) of all remote audio, from a WebAudio analyser; resolves null when nothing is heard.
   function remoteAudioFrequency(ms) {
     const tracks = [];
@@ -176,11 +184,9 @@
     return audioCtx.resume().then(function () {
       return new Promise(function (resolve) {
         const timer = setInterval(function () {
-          analyser.getFloatFrequencyData(bins);
-          let best = -1, bestDb = -Infinity;
-          for (let i = 2; i < bins.length; i++) if (bins[i] > bestDb) { bestDb = bins[i]; best = i; }
-          if (best > 0 && bestDb > -70) {
-            const hz = Math.round(best * audioCtx.sampleRate / analyser.fftSize);
+          const heard = loudestFrequency(analyser, bins);
+          if (heard !== null) {
+            const hz = Math.round(heard);
             votes[hz] = (votes[hz] || 0) + 1;
           }
         }, 50);
@@ -225,11 +231,8 @@
         }
         const timer = setInterval(function () {
           listenToNewTracks();
-          analyser.getFloatFrequencyData(bins);
-          let best = -1, bestDb = -Infinity;
-          for (let i = 2; i < bins.length; i++) if (bins[i] > bestDb) { bestDb = bins[i]; best = i; }
-          const heard = best * audioCtx.sampleRate / analyser.fftSize;
-          hits = best > 0 && bestDb > -70 && Math.abs(heard - hz) <= tolerance ? hits + 1 : 0;
+          const heard = loudestFrequency(analyser, bins);
+          hits = heard !== null && Math.abs(heard - hz) <= tolerance ? hits + 1 : 0;
           if (hits >= 2) finish(Math.round(heard));
         }, 20);
         const limit = setTimeout(function () { finish(null); }, ms);
